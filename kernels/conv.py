@@ -1,0 +1,66 @@
+"""CONV_2D and DEPTHWISE_CONV_2D, float32, NHWC (TFLite reference/conv.h, depthwiseconv_float.h)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from npdeeplab.kernels.activation import clamp
+from npdeeplab.kernels.windows import Window, pad_for_window, tap
+
+
+@dataclass(frozen=True)
+class ConvParams:
+    window: Window
+    act_min: float
+    act_max: float
+
+
+def conv2d(p: ConvParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """out[n,y,x,co] = clamp(sum over (ky,kx,ci) of in[n, y*s+ky*d-pad, x*s+kx*d-pad, ci] * w[co,ky,kx,ci] + b[co]).
+
+    x [N,H,W,Cin], w [Cout,KH,KW,Cin/groups], b [Cout] or None. With groups > 1 each group of
+    Cout/groups filters sees its own Cin/groups slice of the input.
+    """
+    groups = x.shape[3] // w.shape[3]
+    outputs = [
+        _conv2d_group(p, x[..., g * w.shape[3] : (g + 1) * w.shape[3]], w_g)
+        for g, w_g in enumerate(np.split(w, groups, axis=0))
+    ]
+    out = outputs[0] if groups == 1 else np.concatenate(outputs, axis=3)
+    if b is not None:
+        out += b
+    return clamp(out, p.act_min, p.act_max)
+
+
+def _conv2d_group(p: ConvParams, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The convolution as one matrix product: patches [N*OH*OW, KH*KW*Cin] @ filters.T."""
+    win = p.window
+    padded = pad_for_window(x, win)
+    patches = np.stack(
+        [tap(padded, win, ky, kx) for ky in range(win.filter_h) for kx in range(win.filter_w)], axis=3
+    )  # [N, OH, OW, KH*KW, Cin], the filter's own (ky, kx, ci) order
+    n = x.shape[0]
+    cout = w.shape[0]
+    out = patches.reshape(n * win.out_h * win.out_w, -1) @ w.reshape(cout, -1).T
+    return out.reshape(n, win.out_h, win.out_w, cout)
+
+
+def depthwise_conv2d(p: ConvParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """out[n,y,x,c*m+k] = clamp(sum over (ky,kx) of in[n, y*s+ky*d-pad, x*s+kx*d-pad, c] * w[0,ky,kx,c*m+k] + b).
+
+    x [N,H,W,Cin], w [1,KH,KW,Cin*m]: each input channel c feeds m output channels. The taps are
+    accumulated in (ky, kx) order in float32, as TFLite's reference kernel does.
+    """
+    win = p.window
+    multiplier = w.shape[3] // x.shape[3]
+    if multiplier > 1:
+        x = np.repeat(x, multiplier, axis=3)  # output channel oc reads input channel oc // m
+    padded = pad_for_window(x, win)
+    out = np.zeros((x.shape[0], win.out_h, win.out_w, w.shape[3]), dtype=np.float32)
+    for ky in range(win.filter_h):
+        for kx in range(win.filter_w):
+            out += tap(padded, win, ky, kx) * w[0, ky, kx]
+    if b is not None:
+        out += b
+    return clamp(out, p.act_min, p.act_max)

@@ -1,0 +1,76 @@
+"""RESIZE_BILINEAR and RESIZE_NEAREST_NEIGHBOR, NHWC (TFLite reference/resize_bilinear.h,
+reference/resize_nearest_neighbor.h). Coordinates are computed in float32, as TFLite does:
+computing them in float64 moves boundary pixels and flips argmax labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ResizeParams:
+    out_h: int
+    out_w: int
+    align_corners: bool
+    half_pixel_centers: bool
+
+
+def resize_scale(in_size: int, out_size: int, align_corners: bool) -> np.float32:
+    """Input pixels per output pixel; align_corners maps corner centres onto corner centres."""
+    if align_corners and out_size > 1:
+        return np.float32(in_size - 1) / np.float32(out_size - 1)
+    return np.float32(in_size) / np.float32(out_size)
+
+
+def bilinear_taps(
+    in_size: int, out_size: int, align_corners: bool, half_pixel_centers: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each output index: the lower and upper source index and the weight of the upper one."""
+    scale = resize_scale(in_size, out_size, align_corners)
+    v = np.arange(out_size, dtype=np.float32)
+    if half_pixel_centers:
+        source = (v + np.float32(0.5)) * scale - np.float32(0.5)
+    else:
+        source = v * scale
+    lower = np.maximum(np.floor(source), 0).astype(np.int64)
+    upper = np.minimum(np.ceil(source).astype(np.int64), in_size - 1)
+    return lower, upper, source - lower.astype(np.float32)
+
+
+def resize_bilinear(p: ResizeParams, x: np.ndarray) -> np.ndarray:
+    """out = v00*(1-dy)*(1-dx) + v10*dy*(1-dx) + v01*(1-dy)*dx + v11*dy*dx, left to right in float32."""
+    y0, y1, dy = bilinear_taps(x.shape[1], p.out_h, p.align_corners, p.half_pixel_centers)
+    x0, x1, dx = bilinear_taps(x.shape[2], p.out_w, p.align_corners, p.half_pixel_centers)
+    dy = dy[None, :, None, None]
+    dx = dx[None, None, :, None]
+    one = np.float32(1)
+    top, bottom = x[:, y0], x[:, y1]
+    out = (
+        top[:, :, x0] * (one - dy) * (one - dx)
+        + bottom[:, :, x0] * dy * (one - dx)
+        + top[:, :, x1] * (one - dy) * dx
+        + bottom[:, :, x1] * dy * dx
+    )
+    return out.astype(x.dtype, copy=False)
+
+
+def nearest_indices(in_size: int, out_size: int, align_corners: bool, half_pixel_centers: bool) -> np.ndarray:
+    """Source index of each output index."""
+    scale = resize_scale(in_size, out_size, align_corners)
+    offset = np.float32(0.5) if half_pixel_centers else np.float32(0)
+    source = (np.arange(out_size, dtype=np.float32) + offset) * scale
+    if align_corners:
+        index = np.trunc(source + np.float32(0.5))  # round half away from zero; source >= 0
+    else:
+        index = np.floor(source)
+    index = np.minimum(index.astype(np.int64), in_size - 1)
+    return np.maximum(index, 0) if half_pixel_centers else index
+
+
+def resize_nearest_neighbor(p: ResizeParams, x: np.ndarray) -> np.ndarray:
+    rows = nearest_indices(x.shape[1], p.out_h, p.align_corners, p.half_pixel_centers)
+    cols = nearest_indices(x.shape[2], p.out_w, p.align_corners, p.half_pixel_centers)
+    return x[:, rows][:, :, cols]

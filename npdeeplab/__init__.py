@@ -1,0 +1,17 @@
+"""npdeeplab: a pure-NumPy reference inference engine for TensorFlow Lite segmentation models."""
+
+from npdeeplab.errors import ModelError, NpDeepLabError
+from npdeeplab.interpreter import Interpreter, OpCall
+from npdeeplab.loader import load_model
+
+__version__ = "0.1.0"
+
+
+def segment(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - thin re-export, documented in segment.py
+    """Segment an image; see npdeeplab.segment.segment."""
+    from npdeeplab.segment import segment as _segment
+
+    return _segment(*args, **kwargs)
+
+
+__all__ = ["Interpreter", "ModelError", "NpDeepLabError", "OpCall", "load_model", "segment", "__version__"]

@@ -1,0 +1,5 @@
+import sys
+
+from npdeeplab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,300 @@
+"""A drop-in for LiteRT's Python Interpreter, running every op with NumPy (or Numba) kernels.
+
+Tensor indices, detail dicts and method names are LiteRT's, so a script written for
+`ai_edge_litert.interpreter.Interpreter` runs unchanged when only the import changes. Beyond
+LiteRT: `ops` lists the prepared ops, `add_hook` calls back after every op with its arrays.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from npdeeplab.backends import kernel_table, resolve_backend
+from npdeeplab.errors import InputError, ModelError
+from npdeeplab.graph import prepare_graph
+from npdeeplab.ir import Model, OpNode, Subgraph, TensorInfo
+from npdeeplab.loader import load_model
+from npdeeplab.ops import PreparedOp
+
+
+@dataclass(frozen=True)
+class OpCall:
+    """What a hook sees after an op ran: the op and its input and output arrays."""
+
+    index: int
+    kind: str
+    options: Any
+    inputs: tuple[np.ndarray | None, ...]
+    outputs: tuple[np.ndarray, ...]
+    op: OpNode
+
+
+Hook = Callable[[OpCall], None]
+
+
+class GraphRunner:
+    """One prepared subgraph with its tensor values."""
+
+    def __init__(self, graph: Subgraph, kernels: dict[str, Callable]) -> None:
+        self.graph = graph
+        self.kernels = kernels
+        self.input_shapes: dict[int, tuple[int, ...]] = {}
+        self.prepare()
+
+    def prepare(self) -> None:
+        self.steps, self.tensors = prepare_graph(self.graph, self.input_shapes)
+        self.values: list[np.ndarray | None] = [t.data for t in self.tensors]
+        self.allocated = False
+
+    def allocate(self) -> None:
+        for index in self.graph.inputs:
+            tensor = self.tensors[index]
+            self.values[index] = np.zeros(tensor.shape, dtype=tensor.dtype)
+        self.allocated = True
+
+    def run(self, hooks: Sequence[Hook] = ()) -> None:
+        values = self.values
+        for step in self.steps:
+            inputs = tuple(None if i == -1 else values[i] for i in step.inputs)
+            result = self.kernels[step.kernel](step.params, *inputs)
+            outputs = result if isinstance(result, tuple) else (result,)
+            for index, array in zip(step.op.outputs, outputs, strict=True):
+                values[index] = array
+            if hooks:
+                call = OpCall(step.op.index, step.op.kind, step.op.options, inputs, outputs, step.op)
+                for hook in hooks:
+                    hook(call)
+
+
+class Interpreter:
+    """LiteRT's Interpreter API over npdeeplab's kernels."""
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike | None = None,
+        model_content: bytes | None = None,
+        experimental_delegates: Any = None,
+        num_threads: int | None = None,
+        experimental_op_resolver_type: Any = None,
+        experimental_preserve_all_tensors: bool = False,
+        experimental_disable_delegate_clustering: bool = False,
+        experimental_default_delegate_latest_features: bool = False,
+        *,
+        backend: str | None = None,
+        model: Model | None = None,
+    ) -> None:
+        sources = [s for s in (model_path, model_content, model) if s is not None]
+        if len(sources) != 1:
+            raise ValueError("give exactly one of model_path, model_content or model")
+        self.model = model if model is not None else load_model(sources[0])
+        self.backend = resolve_backend(backend)
+        self.num_threads = num_threads
+        self.preserve_all_tensors = experimental_preserve_all_tensors
+        self._kernels = kernel_table(self.backend)
+        self._runner = GraphRunner(self.model.main, self._kernels)
+        self._hooks: list[Hook] = []
+
+    # --- LiteRT's API -------------------------------------------------------------------------
+
+    def allocate_tensors(self) -> None:
+        if self._runner.input_shapes and not self._runner.allocated:
+            self._runner.prepare()
+        self._runner.allocate()
+
+    def invoke(self) -> None:
+        if not self._runner.allocated:
+            self.allocate_tensors()
+        self._runner.run(self._hooks)
+
+    def get_input_details(self) -> list[dict[str, Any]]:
+        return [self._tensor_details(i) for i in self._runner.graph.inputs]
+
+    def get_output_details(self) -> list[dict[str, Any]]:
+        return [self._tensor_details(i) for i in self._runner.graph.outputs]
+
+    def get_tensor_details(self, subgraph_index: int = 0) -> list[dict[str, Any]]:
+        if subgraph_index != 0:
+            graph = self._subgraph(subgraph_index)
+            return [tensor_details(t) for t in graph.tensors]
+        return [self._tensor_details(i) for i in range(len(self._runner.tensors))]
+
+    def _get_ops_details(self) -> list[dict[str, Any]]:
+        tensors = self._runner.tensors
+        return [
+            {
+                "index": op.index,
+                "op_name": op.kind,
+                "inputs": np.array(op.inputs, dtype=np.int32),
+                "outputs": np.array(op.outputs, dtype=np.int32),
+                "operand_types": [tensors[i].dtype.type for i in op.inputs if i != -1],
+                "result_types": [tensors[i].dtype.type for i in op.outputs if i != -1],
+            }
+            for op in self._runner.graph.ops
+        ]
+
+    def set_tensor(self, tensor_index: int, value: Any) -> None:
+        tensor = self._tensor(tensor_index)
+        if tensor.is_constant:
+            raise InputError(f"tensor {tensor_index} {tensor.name!r} is a constant and cannot be set")
+        value = np.asarray(value)
+        if value.dtype != tensor.dtype:
+            raise InputError(
+                f"cannot set tensor {tensor_index} {tensor.name!r}: "
+                f"got {value.dtype.name}, expected {tensor.dtype.name}"
+            )
+        if value.shape != tensor.shape:
+            raise InputError(
+                f"cannot set tensor {tensor_index} {tensor.name!r}: got shape {list(value.shape)}, "
+                f"expected {list(tensor.shape)}"
+            )
+        if not self._runner.allocated:
+            self.allocate_tensors()
+        self._runner.values[tensor_index] = value.copy()
+
+    def get_tensor(self, tensor_index: int, subgraph_index: int = 0) -> np.ndarray:
+        self._subgraph(subgraph_index)
+        value = self._value(tensor_index)
+        return value.copy()
+
+    def tensor(self, tensor_index: int) -> Callable[[], np.ndarray]:
+        """A function returning a view of the tensor's current value (LiteRT's zero-copy access)."""
+        self._tensor(tensor_index)
+        return lambda: self._value(tensor_index)
+
+    def resize_tensor_input(self, input_index: int, tensor_size: Sequence[int], strict: bool = False) -> None:
+        tensor = self._tensor(input_index)
+        if input_index not in self._runner.graph.inputs:
+            raise InputError(f"tensor {input_index} {tensor.name!r} is not a graph input")
+        size = tuple(int(d) for d in tensor_size)
+        if strict:
+            for axis, (old, new, signature) in enumerate(zip(tensor.shape, size, tensor.shape_signature, strict=False)):
+                if signature != -1 and old != new:
+                    raise InputError(f"dimension {axis} of tensor {input_index} {tensor.name!r} is not dynamic")
+        if len(size) != len(tensor.shape):
+            raise InputError(
+                f"cannot resize tensor {input_index} {tensor.name!r} from rank {len(tensor.shape)} to rank {len(size)}"
+            )
+        self._runner.input_shapes[input_index] = size
+        self._runner.prepare()  # re-infers every shape; a shape the graph cannot take fails here
+
+    def get_signature_list(self) -> dict[str, dict[str, list[str]]]:
+        return {
+            s.key: {"inputs": sorted(s.inputs), "outputs": sorted(s.outputs)} for s in self.model.signatures
+        }
+
+    def get_signature_runner(self, signature_key: str | None = None) -> SignatureRunner:
+        signatures = {s.key: s for s in self.model.signatures}
+        if not signatures:
+            raise ValueError("the model has no signatures")
+        if signature_key is None:
+            if len(signatures) > 1:
+                raise ValueError(f"the model has several signatures; name one of {sorted(signatures)}")
+            signature_key = next(iter(signatures))
+        if signature_key not in signatures:
+            raise ValueError(f"no signature {signature_key!r}; the model has {sorted(signatures)}")
+        return SignatureRunner(self, signatures[signature_key])
+
+    def num_subgraphs(self) -> int:
+        return len(self.model.subgraphs)
+
+    def reset_all_variables(self) -> None:
+        """Nothing to reset: npdeeplab supports no variable tensors."""
+
+    # --- beyond LiteRT --------------------------------------------------------------------------
+
+    @property
+    def ops(self) -> tuple[PreparedOp, ...]:
+        """The prepared ops in execution order: kind, options, kernel params, shapes, MACs."""
+        return tuple(self._runner.steps)
+
+    @property
+    def tensors(self) -> tuple[TensorInfo, ...]:
+        """Tensor records with their current (possibly resized) shapes."""
+        return tuple(self._runner.tensors)
+
+    def add_hook(self, hook: Hook) -> Callable[[], None]:
+        """Call hook(OpCall) after every op of every invoke; returns a function that removes it."""
+        self._hooks.append(hook)
+        return lambda: self._hooks.remove(hook) if hook in self._hooks else None
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _tensor(self, index: int) -> TensorInfo:
+        if not isinstance(index, (int, np.integer)) or not 0 <= index < len(self._runner.tensors):
+            raise InputError(f"tensor index {index!r} is out of range 0..{len(self._runner.tensors) - 1}")
+        return self._runner.tensors[int(index)]
+
+    def _value(self, index: int) -> np.ndarray:
+        tensor = self._tensor(index)
+        value = self._runner.values[index]
+        if value is None:
+            # Not computed yet (LiteRT would hand back uninitialised memory): zeros of the right shape.
+            return np.zeros(tensor.shape, dtype=tensor.dtype)
+        return value
+
+    def _tensor_details(self, index: int) -> dict[str, Any]:
+        return tensor_details(self._runner.tensors[index])
+
+    def _subgraph(self, index: int) -> Subgraph:
+        if not 0 <= index < len(self.model.subgraphs):
+            raise ValueError(f"subgraph_index is out of range: {index} for the model, which has "
+                             f"{len(self.model.subgraphs)} subgraphs.")
+        return self.model.subgraphs[index]
+
+
+class SignatureRunner:
+    """LiteRT's SignatureRunner: call with keyword inputs, get a dict of outputs."""
+
+    def __init__(self, interpreter: Interpreter, signature: Any) -> None:
+        if signature.subgraph_index != 0:
+            raise ModelError(
+                f"signature {signature.key!r} runs subgraph {signature.subgraph_index}; npdeeplab runs subgraph 0 only"
+            )
+        self._interpreter = interpreter
+        self._signature = signature
+
+    def get_input_details(self) -> dict[str, dict[str, Any]]:
+        return {name: self._interpreter._tensor_details(i) for name, i in self._signature.inputs.items()}
+
+    def get_output_details(self) -> dict[str, dict[str, Any]]:
+        return {name: self._interpreter._tensor_details(i) for name, i in self._signature.outputs.items()}
+
+    def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
+        expected = set(self._signature.inputs)
+        if set(inputs) != expected:
+            raise InputError(f"signature {self._signature.key!r} takes inputs {sorted(expected)}, got {sorted(inputs)}")
+        for name, value in inputs.items():
+            self._interpreter.set_tensor(self._signature.inputs[name], value)
+        self._interpreter.invoke()
+        return {name: self._interpreter.get_tensor(i) for name, i in self._signature.outputs.items()}
+
+
+def tensor_details(tensor: TensorInfo) -> dict[str, Any]:
+    """LiteRT's detail dict for one tensor."""
+    q = tensor.quantization
+    if q is None:
+        scales, zero_points, dimension = np.array([], np.float32), np.array([], np.int32), 0
+    else:
+        scales, zero_points = q.scale.astype(np.float32), q.zero_point.astype(np.int32)
+        dimension = q.quantized_dimension
+    legacy = (float(scales[0]), int(zero_points[0])) if scales.size == 1 else (0.0, 0)
+    return {
+        "name": tensor.name,
+        "index": tensor.index,
+        "shape": np.array(tensor.shape, dtype=np.int32),
+        "shape_signature": np.array(tensor.shape_signature, dtype=np.int32),
+        "dtype": tensor.dtype.type,
+        "quantization": legacy,
+        "quantization_parameters": {
+            "scales": scales,
+            "zero_points": zero_points,
+            "quantized_dimension": dimension,
+            "block_size": 0,
+        },
+        "sparsity_parameters": {},
+    }
