@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from npdeeplab.kernels.activation import clamp
 from npdeeplab.kernels.windows import Window, pad_for_window, tap
 

@@ -1,5 +1,11 @@
 """npdeeplab: a pure-NumPy reference inference engine for TensorFlow Lite segmentation models."""
 
+from npdeeplab.threads import quiet_waiting_threads
+
+quiet_waiting_threads()  # before NumPy loads OpenBLAS, where we are first
+
+# ruff: noqa: E402
+
 from npdeeplab.errors import ModelError, NpDeepLabError
 from npdeeplab.interpreter import Interpreter, OpCall
 from npdeeplab.loader import load_model

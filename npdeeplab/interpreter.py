@@ -20,6 +20,7 @@ from npdeeplab.graph import prepare_graph
 from npdeeplab.ir import Model, OpNode, Subgraph, TensorInfo
 from npdeeplab.loader import load_model
 from npdeeplab.ops import PreparedOp
+from npdeeplab.threads import thread_limits
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,8 @@ class Interpreter:
     def invoke(self) -> None:
         if not self._runner.allocated:
             self.allocate_tensors()
-        self._runner.run(self._hooks)
+        with thread_limits(self.backend, self.num_threads):
+            self._runner.run(self._hooks)
 
     def get_input_details(self) -> list[dict[str, Any]]:
         return [self._tensor_details(i) for i in self._runner.graph.inputs]

@@ -1,0 +1,107 @@
+"""Numba twins of kernels/conv.py: same signatures, same results (to float rounding).
+
+Convolutions with a K x K window gather patches (im2col, in Numba) and hand the product to BLAS
+through NumPy; 1x1 stride-1 convolutions go straight to BLAS. Depthwise convolutions run as NHWC
+loops with channels innermost, accumulating taps in TFLite's reference order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from npdeeplab.kernels import conv as reference
+from npdeeplab.kernels.conv import ConvParams
+from npdeeplab.kernels.fast.config import parallel
+
+
+def conv2d(p: ConvParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    win = p.window
+    if x.shape[3] != w.shape[3]:
+        return reference.conv2d(p, x, w, b)  # grouped convolution: rare, keep the reference
+    n, cout = x.shape[0], w.shape[0]
+    rows = n * win.out_h * win.out_w
+    out = np.empty((n, win.out_h, win.out_w, cout), dtype=np.float32)
+    filters = w.reshape(cout, -1).T  # a transposed view: BLAS reads it without a copy
+    if _is_pointwise(win):
+        np.matmul(x.reshape(rows, -1), filters, out=out.reshape(rows, cout))
+    else:
+        patches = np.empty((n, win.out_h, win.out_w, w.shape[1] * w.shape[2] * x.shape[3]), dtype=np.float32)
+        _im2col(x, w.shape[1], w.shape[2], *_window_args(win), patches)
+        np.matmul(patches.reshape(rows, -1), filters, out=out.reshape(rows, cout))
+    _bias_clamp(out.reshape(rows, cout), _bias(b, cout), np.float32(p.act_min), np.float32(p.act_max))
+    return out
+
+
+def depthwise_conv2d(p: ConvParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    win = p.window
+    cout = w.shape[3]
+    out = np.empty((x.shape[0], win.out_h, win.out_w, cout), dtype=np.float32)
+    _depthwise(x, w[0], _bias(b, cout), cout // x.shape[3], *_window_args(win),
+               np.float32(p.act_min), np.float32(p.act_max), out)
+    return out
+
+
+def _is_pointwise(win: object) -> bool:
+    return (win.filter_h, win.filter_w, win.stride_h, win.stride_w, win.pad_top, win.pad_left) == (1, 1, 1, 1, 0, 0)
+
+
+def _window_args(win: object) -> tuple[int, ...]:
+    return (win.stride_h, win.stride_w, win.dilation_h, win.dilation_w, win.pad_top, win.pad_left)
+
+
+def _bias(b: np.ndarray | None, channels: int) -> np.ndarray:
+    return np.zeros(channels, dtype=np.float32) if b is None else b
+
+
+@parallel
+def _im2col(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, patches):  # noqa: ANN001, ANN202
+    """patches[n, oy, ox, (ky*kw + kx)*cin + ci] = x[n, oy*sh+ky*dh-pad, ox*sw+kx*dw-pad, ci], 0 outside."""
+    n, height, width, cin = x.shape
+    out_h, out_w = patches.shape[1], patches.shape[2]
+    for row in prange(n * out_h):
+        b, oy = row // out_h, row % out_h
+        for ox in range(out_w):
+            for ky in range(kh):
+                iy = oy * sh - pad_top + ky * dh
+                for kx in range(kw):
+                    ix = ox * sw - pad_left + kx * dw
+                    base = (ky * kw + kx) * cin
+                    inside = 0 <= iy < height and 0 <= ix < width
+                    for ci in range(cin):
+                        patches[b, oy, ox, base + ci] = x[b, iy, ix, ci] if inside else np.float32(0)
+
+
+@parallel
+def _bias_clamp(out, bias, low, high):  # noqa: ANN001, ANN202
+    for r in prange(out.shape[0]):
+        for c in range(out.shape[1]):
+            out[r, c] = min(max(out[r, c] + bias[c], low), high)
+
+
+@parallel
+def _depthwise(x, w, bias, multiplier, sh, sw, dh, dw, pad_top, pad_left, low, high, out):  # noqa: ANN001, ANN202
+    n, height, width, _ = x.shape
+    kh, kw, cout = w.shape
+    out_h, out_w = out.shape[1], out.shape[2]
+    for row in prange(n * out_h):
+        b, oy = row // out_h, row % out_h
+        acc = np.empty(cout, dtype=np.float32)
+        for ox in range(out_w):
+            acc[:] = 0
+            for ky in range(kh):
+                iy = oy * sh - pad_top + ky * dh
+                if iy < 0 or iy >= height:
+                    continue
+                for kx in range(kw):
+                    ix = ox * sw - pad_left + kx * dw
+                    if ix < 0 or ix >= width:
+                        continue
+                    if multiplier == 1:
+                        for c in range(cout):
+                            acc[c] += x[b, iy, ix, c] * w[ky, kx, c]
+                    else:
+                        for c in range(cout):
+                            acc[c] += x[b, iy, ix, c // multiplier] * w[ky, kx, c]
+            for c in range(cout):
+                out[b, oy, ox, c] = min(max(acc[c] + bias[c], low), high)
