@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 
 from npdeeplab.kernels.registry import NUMPY_KERNELS
@@ -30,9 +31,18 @@ def numba_available() -> bool:
     return True
 
 
+_announced = False
+
+
 def kernel_table(backend: str) -> dict[str, Callable]:
     if backend == "numba":
-        from npdeeplab.kernels.fast import NUMBA_KERNELS
+        from npdeeplab.kernels.fast import NUMBA_KERNELS, needs_compiling, warm_up
 
+        global _announced
+        if not _announced:
+            if needs_compiling():
+                print("npdeeplab: compiling Numba kernels for this machine (once; they are cached)...", file=sys.stderr)
+            warm_up()
+            _announced = True
         return {**NUMPY_KERNELS, **NUMBA_KERNELS}
     return NUMPY_KERNELS

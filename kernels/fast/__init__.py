@@ -7,9 +7,11 @@ concatenation) have no twin: they are memory copies NumPy already does in C.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
-import numba  # noqa: F401  (fail here, with ImportError, where Numba is missing)
+import numba  # fail here, with ImportError, where Numba is missing
+import numpy as np
 
 from npdeeplab.kernels import activation
 from npdeeplab.kernels.fast import conv, elementwise, pool, reduce, resize
@@ -35,3 +37,48 @@ NUMBA_KERNELS: dict[str, Callable] = {
     "tanh": activation.tanh,
     "logistic": activation.logistic,
 }
+
+
+def jitted_functions() -> list:
+    """Every Numba dispatcher of this backend."""
+    modules = (conv, elementwise, pool, reduce, resize)
+    return [f for m in modules for f in vars(m).values() if isinstance(f, numba.core.registry.CPUDispatcher)]
+
+
+def needs_compiling() -> bool:
+    """True when some kernel has no compiled copy in Numba's on-disk cache yet."""
+    try:
+        return not all(os.path.exists(f._cache._cache_file._index_path) for f in jitted_functions())
+    except AttributeError:  # a Numba whose cache internals moved: say nothing rather than guess
+        return False
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) every kernel for the argument types the engine passes.
+
+    Calling each kernel once on tiny, valid inputs gives the same type signatures as real runs,
+    so the first real inference never stops to compile.
+    """
+    from npdeeplab.kernels.activation import SoftmaxParams
+    from npdeeplab.kernels.conv import ConvParams
+    from npdeeplab.kernels.elementwise import BinaryParams
+    from npdeeplab.kernels.pool import PoolParams
+    from npdeeplab.kernels.reduce import ArgParams, ReduceParams
+    from npdeeplab.kernels.resize import ResizeParams
+    from npdeeplab.kernels.windows import Window
+
+    x = np.ones((1, 3, 3, 2), dtype=np.float32)
+    window = Window(3, 3, 1, 1, 1, 1, 1, 1, 3, 3)
+    conv.conv2d(ConvParams(window, 0.0, 6.0), x, np.ones((2, 3, 3, 2), np.float32), np.ones(2, np.float32))
+    conv.conv2d(ConvParams(Window(1, 1, 1, 1, 1, 1, 0, 0, 3, 3), 0.0, 6.0), x, np.ones((2, 1, 1, 2), np.float32), None)
+    conv.depthwise_conv2d(ConvParams(window, 0.0, 6.0), x, np.ones((1, 3, 3, 2), np.float32), None)
+    pool.average_pool2d(PoolParams(window, 0.0, 6.0), x)
+    pool.max_pool2d(PoolParams(window, 0.0, 6.0), x)
+    resize.resize_bilinear(ResizeParams(5, 5, True, False), x)
+    resize.resize_nearest_neighbor(ResizeParams(5, 5, False, True), x)
+    elementwise.add(BinaryParams(0.0, 6.0), x, x)
+    elementwise.relu(None, x)
+    elementwise.softmax(SoftmaxParams(1.0), x)
+    reduce.mean(ReduceParams((1, 2), True), x)
+    for dtype in (np.int32, np.int64):
+        reduce.arg_max(ArgParams(3, np.dtype(dtype)), x)
