@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from npdeeplab.errors import NpDeepLabError
 
-COMMANDS = ("segment", "inspect")
+COMMANDS = ("segment", "inspect", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

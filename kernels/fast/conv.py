@@ -97,11 +97,14 @@ def _depthwise(x, w, bias, multiplier, sh, sw, dh, dw, pad_top, pad_left, low, h
                     ix = ox * sw - pad_left + kx * dw
                     if ix < 0 or ix >= width:
                         continue
+                    pixel = x[b, iy, ix]
+                    taps = w[ky, kx]
                     if multiplier == 1:
                         for c in range(cout):
-                            acc[c] += x[b, iy, ix, c] * w[ky, kx, c]
+                            acc[c] += pixel[c] * taps[c]
                     else:
                         for c in range(cout):
-                            acc[c] += x[b, iy, ix, c // multiplier] * w[ky, kx, c]
+                            acc[c] += pixel[c // multiplier] * taps[c]
+            target = out[b, oy, ox]
             for c in range(cout):
-                out[b, oy, ox, c] = min(max(acc[c] + bias[c], low), high)
+                target[c] = min(max(acc[c] + bias[c], low), high)
