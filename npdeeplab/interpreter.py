@@ -20,6 +20,7 @@ from npdeeplab.graph import prepare_graph
 from npdeeplab.ir import Model, OpNode, Subgraph, TensorInfo
 from npdeeplab.loader import load_model
 from npdeeplab.ops import PreparedOp
+from npdeeplab.plan import MemoryPlan, plan_memory
 from npdeeplab.threads import thread_limits
 
 
@@ -41,14 +42,18 @@ Hook = Callable[[OpCall], None]
 class GraphRunner:
     """One prepared subgraph with its tensor values."""
 
-    def __init__(self, graph: Subgraph, kernels: dict[str, Callable]) -> None:
+    def __init__(self, graph: Subgraph, kernels: dict[str, Callable], preserve_all_tensors: bool = False) -> None:
         self.graph = graph
         self.kernels = kernels
+        self.preserve_all_tensors = preserve_all_tensors
         self.input_shapes: dict[int, tuple[int, ...]] = {}
         self.prepare()
 
     def prepare(self) -> None:
         self.steps, self.tensors = prepare_graph(self.graph, self.input_shapes)
+        self.memory: MemoryPlan = plan_memory(self.graph, self.steps, self.tensors)
+        keep_all = self.preserve_all_tensors
+        self.release = [[] if keep_all else self.memory.release_after(i) for i in range(len(self.steps))]
         self.values: list[np.ndarray | None] = [t.data for t in self.tensors]
         self.allocated = False
 
@@ -60,7 +65,7 @@ class GraphRunner:
 
     def run(self, hooks: Sequence[Hook] = ()) -> None:
         values = self.values
-        for step in self.steps:
+        for position, step in enumerate(self.steps):
             inputs = tuple(None if i == -1 else values[i] for i in step.inputs)
             result = self.kernels[step.kernel](step.params, *inputs)
             outputs = result if isinstance(result, tuple) else (result,)
@@ -70,6 +75,8 @@ class GraphRunner:
                 call = OpCall(step.op.index, step.op.kind, step.op.options, inputs, outputs, step.op)
                 for hook in hooks:
                     hook(call)
+            for index in self.release[position]:
+                values[index] = None  # dead: let its memory go, as LiteRT's arena reuses it
 
 
 class Interpreter:
@@ -97,7 +104,7 @@ class Interpreter:
         self.num_threads = num_threads
         self.preserve_all_tensors = experimental_preserve_all_tensors
         self._kernels = kernel_table(self.backend)
-        self._runner = GraphRunner(self.model.main, self._kernels)
+        self._runner = GraphRunner(self.model.main, self._kernels, experimental_preserve_all_tensors)
         self._hooks: list[Hook] = []
 
     # --- LiteRT's API -------------------------------------------------------------------------
@@ -213,6 +220,11 @@ class Interpreter:
     def ops(self) -> tuple[PreparedOp, ...]:
         """The prepared ops in execution order: kind, options, kernel params, shapes, MACs."""
         return tuple(self._runner.steps)
+
+    @property
+    def memory_plan(self) -> MemoryPlan:
+        """Activation lifetimes and the peak activation memory with buffers shared by lifetime."""
+        return self._runner.memory
 
     @property
     def tensors(self) -> tuple[TensorInfo, ...]:
