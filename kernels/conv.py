@@ -37,10 +37,13 @@ def conv2d(p: ConvParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) ->
 def _conv2d_group(p: ConvParams, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """The convolution as one matrix product: patches [N*OH*OW, KH*KW*Cin] @ filters.T."""
     win = p.window
-    padded = pad_for_window(x, win)
-    patches = np.stack(
-        [tap(padded, win, ky, kx) for ky in range(win.filter_h) for kx in range(win.filter_w)], axis=3
-    )  # [N, OH, OW, KH*KW, Cin], the filter's own (ky, kx, ci) order
+    if (win.filter_h, win.filter_w, win.stride_h, win.stride_w) == (1, 1, 1, 1):
+        patches = x  # a 1x1 convolution is already a matrix product over channels
+    else:
+        padded = pad_for_window(x, win)
+        patches = np.stack(
+            [tap(padded, win, ky, kx) for ky in range(win.filter_h) for kx in range(win.filter_w)], axis=3
+        )  # [N, OH, OW, KH*KW, Cin], the filter's own (ky, kx, ci) order
     n = x.shape[0]
     cout = w.shape[0]
     out = patches.reshape(n * win.out_h * win.out_w, -1) @ w.reshape(cout, -1).T

@@ -24,6 +24,10 @@ class PoolParams:
 def average_pool2d(p: PoolParams, x: np.ndarray) -> np.ndarray:
     """Mean of the in-bounds cells of each window."""
     win = p.window
+    if _tiles_exactly(win, x.shape):
+        # Windows side by side with no padding (e.g. global pooling): one reshape and a mean.
+        blocks = x.reshape(x.shape[0], win.out_h, win.filter_h, win.out_w, win.filter_w, x.shape[3])
+        return clamp(blocks.mean(axis=(2, 4), dtype=np.float32), p.act_min, p.act_max)
     padded = pad_for_window(x, win, 0.0)
     inside = pad_for_window(np.ones((1, *x.shape[1:3], 1), dtype=np.float32), win, 0.0)
     total = np.zeros((x.shape[0], win.out_h, win.out_w, x.shape[3]), dtype=np.float32)
@@ -44,3 +48,11 @@ def max_pool2d(p: PoolParams, x: np.ndarray) -> np.ndarray:
         for kx in range(win.filter_w):
             np.maximum(out, tap(padded, win, ky, kx), out=out)
     return clamp(out, p.act_min, p.act_max)
+
+
+def _tiles_exactly(win: Window, shape: tuple[int, ...]) -> bool:
+    return (
+        (win.stride_h, win.stride_w) == (win.filter_h, win.filter_w)
+        and (win.pad_top, win.pad_left) == (0, 0)
+        and (win.out_h * win.filter_h, win.out_w * win.filter_w) == tuple(shape[1:3])
+    )
