@@ -1,0 +1,194 @@
+"""The Numba kernels equal the NumPy kernels, and the package works where Numba does not import."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from npdeeplab.backends import kernel_table, numba_available, resolve_backend
+from npdeeplab.kernels.activation import SoftmaxParams
+from npdeeplab.kernels.conv import ConvParams
+from npdeeplab.kernels.elementwise import BinaryParams
+from npdeeplab.kernels.pool import PoolParams
+from npdeeplab.kernels.reduce import ArgParams, ReduceParams
+from npdeeplab.kernels.resize import ResizeParams
+from npdeeplab.kernels.windows import Window
+
+IN_CI = os.environ.get("CI") == "true"
+RNG = np.random.default_rng(1234)
+
+if not numba_available():
+    if IN_CI:
+        pytest.fail("Numba does not import in CI; the Numba backend must be tested", pytrace=False)
+    pytest.skip("Numba is not installed", allow_module_level=True)
+
+NUMPY = kernel_table("numpy")
+NUMBA = kernel_table("numba")
+
+
+def same(name: str, params: object, *inputs: np.ndarray | None, rtol: float = 2e-6) -> None:
+    expected = NUMPY[name](params, *inputs)
+    got = NUMBA[name](params, *inputs)
+    assert got.shape == expected.shape and got.dtype == expected.dtype
+    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
+    np.testing.assert_allclose(got, expected, rtol=0, atol=rtol * scale)
+
+
+def window(size: int, k: int, stride: int, dilation: int, padding: str) -> Window:
+    from npdeeplab.ops.conv import output_size_and_padding
+
+    out, pad = output_size_and_padding(size, k, stride, dilation, padding)
+    return Window(k, k, stride, stride, dilation, dilation, pad, pad, out, out)
+
+
+def floats(*shape: int) -> np.ndarray:
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+CONV_GRID = [
+    (k, stride, dilation, padding, act)
+    for k, stride, dilation, padding, act in itertools.product(
+        [1, 3, 5], [1, 2, 3], [1, 2, 4], ["SAME", "VALID"], [(0.0, 6.0), (-3e38, 3e38)]
+    )
+    if padding == "SAME" or (k - 1) * dilation + 1 <= 9  # a VALID window must fit the 9x9 input
+]
+
+
+@pytest.mark.parametrize("k, stride, dilation, padding, act", CONV_GRID)
+def test_conv2d(k, stride, dilation, padding, act):
+    size = 11
+    params = ConvParams(window(size, k, stride, dilation, padding), *act)
+    same("conv2d", params, floats(2, size, size, 5), floats(7, k, k, 5), floats(7))
+    same("conv2d", params, floats(1, size, size, 3), floats(4, k, k, 3), None)
+
+
+@pytest.mark.parametrize("k, stride, dilation, padding, act", CONV_GRID)
+@pytest.mark.parametrize("multiplier", [1, 3])
+def test_depthwise_conv2d(k, stride, dilation, padding, act, multiplier):
+    size = 9
+    params = ConvParams(window(size, k, stride, dilation, padding), *act)
+    same("depthwise_conv2d", params, floats(2, size, size, 4), floats(1, k, k, 4 * multiplier), floats(4 * multiplier))
+
+
+@pytest.mark.parametrize("k, stride, padding", list(itertools.product([1, 2, 3, 5], [1, 2, 3], ["SAME", "VALID"])))
+@pytest.mark.parametrize("kind", ["average_pool2d", "max_pool2d"])
+def test_pools(k, stride, padding, kind):
+    params = PoolParams(window(10, k, stride, 1, padding), -1.0, 1.0)
+    same(kind, params, floats(2, 10, 10, 6))
+
+
+def test_global_average_pool():
+    same("average_pool2d", PoolParams(window(9, 9, 9, 1, "VALID"), -3e38, 3e38), floats(1, 9, 9, 16))
+
+
+@pytest.mark.parametrize(
+    "size_in, size_out, align, half", [(33, 257, True, False), (5, 3, False, False), (1, 4, False, True),
+                                       (8, 17, False, True), (6, 6, True, False), (4, 1, True, False)]
+)
+@pytest.mark.parametrize("kind", ["resize_bilinear", "resize_nearest_neighbor"])
+def test_resizes(size_in, size_out, align, half, kind):
+    same(kind, ResizeParams(size_out, size_out + 1, align, half), floats(2, size_in, size_in + 2, 3))
+
+
+@pytest.mark.parametrize("kind", ["add", "sub", "mul"])
+@pytest.mark.parametrize("shapes", [((2, 5, 5, 3), (2, 5, 5, 3)), ((2, 5, 5, 3), (3,)), ((4, 1), (1, 6))])
+def test_binary(kind, shapes):
+    same(kind, BinaryParams(-1.0, 1.0), floats(*shapes[0]), floats(*shapes[1]))
+
+
+@pytest.mark.parametrize("kind", ["relu", "relu6", "relu_n1_to_1", "tanh", "logistic"])
+def test_unary(kind):
+    same(kind, None, floats(2, 7, 7, 3) * 8)
+
+
+def test_softmax():
+    same("softmax", SoftmaxParams(0.7), floats(3, 5, 21))
+
+
+@pytest.mark.parametrize("axes, keep", [((1, 2), True), ((1, 2), False), ((3,), False), ((0, 3), True)])
+def test_mean(axes, keep):
+    same("mean", ReduceParams(axes, keep), floats(2, 6, 7, 5))
+
+
+@pytest.mark.parametrize("kind", ["arg_max", "arg_min"])
+@pytest.mark.parametrize("axis", [1, 3])
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_arg(kind, axis, dtype):
+    x = np.round(floats(2, 5, 6, 21))  # rounding makes ties, which must go to the first index
+    same(kind, ArgParams(axis, np.dtype(dtype)), x)
+
+
+def test_auto_backend_is_numba_here():
+    assert resolve_backend("auto") == "numba"
+    assert resolve_backend("numpy") == "numpy"
+    with pytest.raises(ValueError, match="unknown backend"):
+        resolve_backend("cuda")
+
+
+BLOCK_NUMBA = textwrap.dedent(
+    """
+    import sys, importlib.abc
+
+    class BlockNumba(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "numba" or name.startswith("numba."):
+                raise ImportError("numba is blocked for this test")
+            return None
+
+    sys.meta_path.insert(0, BlockNumba())
+    """
+)
+
+
+def test_everything_works_without_numba(tmp_path):
+    """Where Numba has no wheel: the package imports, picks NumPy, and runs a model."""
+    script = BLOCK_NUMBA + textwrap.dedent(
+        """
+        import numpy as np
+        import npdeeplab
+        from npdeeplab.backends import numba_available, resolve_backend
+        assert not numba_available()
+        assert resolve_backend("auto") == "numpy"
+        try:
+            resolve_backend("numba")
+        except ValueError as error:
+            assert "does not import" in str(error)
+        else:
+            raise AssertionError("asking for numba without numba must fail")
+        import sys
+        model = sys.argv[1]
+        it = npdeeplab.Interpreter(model_path=model)
+        assert it.backend == "numpy"
+        it.allocate_tensors()
+        detail = it.get_input_details()[0]
+        it.set_tensor(detail["index"], np.zeros(detail["shape"], np.float32))
+        it.invoke()
+        out = it.get_tensor(it.get_output_details()[0]["index"])
+        assert out.shape == (1, 257, 257, 21), out.shape
+        print("ok", "numba" in sys.modules)
+        """
+    )
+    model = seed_model()
+    result = subprocess.run([sys.executable, "-c", script, str(model)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok False"
+
+
+def seed_model():
+    from pathlib import Path
+
+    for folder in os.environ.get("NPDEEPLAB_MODELS", "").split(os.pathsep) + [
+        str(Path(__file__).resolve().parents[2] / "shared" / "models")
+    ]:
+        candidate = Path(folder) / "deeplabv3_257_mv_gpu.tflite" if folder else None
+        if candidate and candidate.is_file():
+            return candidate
+    if IN_CI:
+        pytest.fail("the seed model is missing: set NPDEEPLAB_MODELS", pytrace=False)
+    pytest.skip("the seed model is not available")
