@@ -46,3 +46,12 @@ def kernel_table(backend: str) -> dict[str, Callable]:
             _announced = True
         return {**NUMPY_KERNELS, **NUMBA_KERNELS}
     return NUMPY_KERNELS
+
+
+def out_kernels(backend: str) -> frozenset[str]:
+    """Kernels of this backend that write into a caller's buffer (`out=`)."""
+    if backend == "numba":
+        from npdeeplab.kernels.fast import ACCEPTS_OUT
+
+        return ACCEPTS_OUT
+    return frozenset()

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from npdeeplab.backends import kernel_table, resolve_backend
+from npdeeplab.backends import kernel_table, out_kernels, resolve_backend
 from npdeeplab.errors import InputError, ModelError
 from npdeeplab.graph import prepare_graph
 from npdeeplab.ir import Model, OpNode, Subgraph, TensorInfo
@@ -40,11 +40,23 @@ Hook = Callable[[OpCall], None]
 
 
 class GraphRunner:
-    """One prepared subgraph with its tensor values."""
+    """One prepared subgraph with its tensor values.
 
-    def __init__(self, graph: Subgraph, kernels: dict[str, Callable], preserve_all_tensors: bool = False) -> None:
+    With an arena (kernels that accept `out=`, and intermediates not preserved), every
+    activation lives in a buffer shared by lifetime, allocated once: invoke allocates nothing.
+    Otherwise each op's result is kept until its last reader has run, then dropped.
+    """
+
+    def __init__(
+        self,
+        graph: Subgraph,
+        kernels: dict[str, Callable],
+        writes_into: frozenset[str] = frozenset(),
+        preserve_all_tensors: bool = False,
+    ) -> None:
         self.graph = graph
         self.kernels = kernels
+        self.writes_into = writes_into
         self.preserve_all_tensors = preserve_all_tensors
         self.input_shapes: dict[int, tuple[int, ...]] = {}
         self.prepare()
@@ -55,28 +67,55 @@ class GraphRunner:
         keep_all = self.preserve_all_tensors
         self.release = [[] if keep_all else self.memory.release_after(i) for i in range(len(self.steps))]
         self.values: list[np.ndarray | None] = [t.data for t in self.tensors]
+        self.buffers: dict[int, np.ndarray] = {}
         self.allocated = False
 
+    @property
+    def uses_arena(self) -> bool:
+        return bool(self.writes_into) and not self.preserve_all_tensors
+
     def allocate(self) -> None:
+        if self.uses_arena:
+            slots = [np.empty(size, dtype=np.uint8) for size in self.memory.slot_bytes]
+            for index, slot in self.memory.slots.items():
+                tensor = self.tensors[index]
+                nbytes = tensor.size * tensor.dtype.itemsize
+                self.buffers[index] = slots[slot][:nbytes].view(tensor.dtype).reshape(tensor.shape)
         for index in self.graph.inputs:
             tensor = self.tensors[index]
-            self.values[index] = np.zeros(tensor.shape, dtype=tensor.dtype)
+            self.values[index] = self.buffers.get(index, np.zeros(tensor.shape, dtype=tensor.dtype))
+            self.values[index][...] = 0
         self.allocated = True
 
+    def set_input(self, index: int, value: np.ndarray) -> None:
+        if index in self.buffers:
+            np.copyto(self.buffers[index], value)
+            self.values[index] = self.buffers[index]
+        else:
+            self.values[index] = value.copy()
+
     def run(self, hooks: Sequence[Hook] = ()) -> None:
-        values = self.values
+        values, buffers = self.values, self.buffers
         for position, step in enumerate(self.steps):
             inputs = tuple(None if i == -1 else values[i] for i in step.inputs)
-            result = self.kernels[step.kernel](step.params, *inputs)
+            target = buffers.get(step.op.outputs[0]) if len(step.op.outputs) == 1 else None
+            if target is not None and step.kernel in self.writes_into:
+                result = self.kernels[step.kernel](step.params, *inputs, out=target)
+            else:
+                result = self.kernels[step.kernel](step.params, *inputs)
             outputs = result if isinstance(result, tuple) else (result,)
+            if target is not None and outputs[0] is not target:
+                np.copyto(target, outputs[0])  # a view or a fresh array: into the planned buffer
+                outputs = (target,)
             for index, array in zip(step.op.outputs, outputs, strict=True):
                 values[index] = array
             if hooks:
                 call = OpCall(step.op.index, step.op.kind, step.op.options, inputs, outputs, step.op)
                 for hook in hooks:
                     hook(call)
-            for index in self.release[position]:
-                values[index] = None  # dead: let its memory go, as LiteRT's arena reuses it
+            if not buffers:
+                for index in self.release[position]:
+                    values[index] = None  # dead: let its memory go
 
 
 class Interpreter:
@@ -104,7 +143,9 @@ class Interpreter:
         self.num_threads = num_threads
         self.preserve_all_tensors = experimental_preserve_all_tensors
         self._kernels = kernel_table(self.backend)
-        self._runner = GraphRunner(self.model.main, self._kernels, experimental_preserve_all_tensors)
+        self._runner = GraphRunner(
+            self.model.main, self._kernels, out_kernels(self.backend), experimental_preserve_all_tensors
+        )
         self._hooks: list[Hook] = []
 
     # --- LiteRT's API -------------------------------------------------------------------------
@@ -163,7 +204,7 @@ class Interpreter:
             )
         if not self._runner.allocated:
             self.allocate_tensors()
-        self._runner.values[tensor_index] = value.copy()
+        self._runner.set_input(tensor_index, value)
 
     def get_tensor(self, tensor_index: int, subgraph_index: int = 0) -> np.ndarray:
         self._subgraph(subgraph_index)

@@ -2,7 +2,8 @@
 
 Importing this package fails with ImportError where Numba is not installed; the interpreter then
 falls back to the NumPy kernels. Data-movement kernels (reshape, pad, slice, tile, transpose,
-concatenation) have no twin: they are memory copies NumPy already does in C.
+concatenation) stay NumPy's: they are memory copies NumPy already does in C; concatenation only
+learns to write into the caller's buffer.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numba  # fail here, with ImportError, where Numba is missing
 import numpy as np
 
 from npdeeplab.kernels import activation
-from npdeeplab.kernels.fast import conv, elementwise, pool, reduce, resize
+from npdeeplab.kernels.fast import conv, elementwise, pool, reduce, resize, shape
 
 NUMBA_KERNELS: dict[str, Callable] = {
     "conv2d": conv.conv2d,
@@ -30,6 +31,7 @@ NUMBA_KERNELS: dict[str, Callable] = {
     "relu6": elementwise.relu6,
     "relu_n1_to_1": elementwise.relu_n1_to_1,
     "softmax": elementwise.softmax,
+    "concatenation": shape.concatenation,
     "mean": reduce.mean,
     "arg_max": reduce.arg_max,
     "arg_min": reduce.arg_min,
@@ -82,3 +84,9 @@ def warm_up() -> None:
     reduce.mean(ReduceParams((1, 2), True), x)
     for dtype in (np.int32, np.int64):
         reduce.arg_max(ArgParams(3, np.dtype(dtype)), x)
+
+# Kernels that write into a caller's buffer when given `out=`.
+ACCEPTS_OUT = frozenset(
+    {"conv2d", "depthwise_conv2d", "average_pool2d", "max_pool2d", "resize_bilinear", "resize_nearest_neighbor",
+     "add", "sub", "mul", "relu", "relu6", "relu_n1_to_1", "softmax", "arg_max", "arg_min", "concatenation"}
+)

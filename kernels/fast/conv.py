@@ -12,31 +12,36 @@ from numba import prange
 
 from npdeeplab.kernels import conv as reference
 from npdeeplab.kernels.conv import ConvParams
+from npdeeplab.kernels.fast.buffers import output, scratch, zeros
 from npdeeplab.kernels.fast.config import parallel
 
 
-def conv2d(p: ConvParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+def conv2d(
+    p: ConvParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, out: np.ndarray | None = None
+) -> np.ndarray:
     win = p.window
     if x.shape[3] != w.shape[3]:
         return reference.conv2d(p, x, w, b)  # grouped convolution: rare, keep the reference
     n, cout = x.shape[0], w.shape[0]
     rows = n * win.out_h * win.out_w
-    out = np.empty((n, win.out_h, win.out_w, cout), dtype=np.float32)
+    out = output(out, (n, win.out_h, win.out_w, cout), np.float32)
     filters = w.reshape(cout, -1).T  # a transposed view: BLAS reads it without a copy
     if _is_pointwise(win):
         np.matmul(x.reshape(rows, -1), filters, out=out.reshape(rows, cout))
     else:
-        patches = np.empty((n, win.out_h, win.out_w, w.shape[1] * w.shape[2] * x.shape[3]), dtype=np.float32)
+        patches = scratch((n, win.out_h, win.out_w, w.shape[1] * w.shape[2] * x.shape[3]))
         _im2col(x, w.shape[1], w.shape[2], *_window_args(win), patches)
         np.matmul(patches.reshape(rows, -1), filters, out=out.reshape(rows, cout))
     _bias_clamp(out.reshape(rows, cout), _bias(b, cout), np.float32(p.act_min), np.float32(p.act_max))
     return out
 
 
-def depthwise_conv2d(p: ConvParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+def depthwise_conv2d(
+    p: ConvParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, out: np.ndarray | None = None
+) -> np.ndarray:
     win = p.window
     cout = w.shape[3]
-    out = np.empty((x.shape[0], win.out_h, win.out_w, cout), dtype=np.float32)
+    out = output(out, (x.shape[0], win.out_h, win.out_w, cout), np.float32)
     _depthwise(x, w[0], _bias(b, cout), cout // x.shape[3], *_window_args(win),
                np.float32(p.act_min), np.float32(p.act_max), out)
     return out
@@ -51,7 +56,7 @@ def _window_args(win: object) -> tuple[int, ...]:
 
 
 def _bias(b: np.ndarray | None, channels: int) -> np.ndarray:
-    return np.zeros(channels, dtype=np.float32) if b is None else b
+    return zeros(channels) if b is None else b
 
 
 @parallel

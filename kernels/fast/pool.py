@@ -5,21 +5,22 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from npdeeplab.kernels.fast.buffers import output
 from npdeeplab.kernels.fast.config import parallel
 from npdeeplab.kernels.pool import PoolParams
 
 
-def average_pool2d(p: PoolParams, x: np.ndarray) -> np.ndarray:
-    return _pool(p, x, True)
+def average_pool2d(p: PoolParams, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    return _pool(p, x, True, out)
 
 
-def max_pool2d(p: PoolParams, x: np.ndarray) -> np.ndarray:
-    return _pool(p, x, False)
+def max_pool2d(p: PoolParams, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    return _pool(p, x, False, out)
 
 
-def _pool(p: PoolParams, x: np.ndarray, average: bool) -> np.ndarray:
+def _pool(p: PoolParams, x: np.ndarray, average: bool, out: np.ndarray | None) -> np.ndarray:
     win = p.window
-    out = np.empty((x.shape[0], win.out_h, win.out_w, x.shape[3]), dtype=x.dtype)
+    out = output(out, (x.shape[0], win.out_h, win.out_w, x.shape[3]), x.dtype)
     _pool2d(x, win.filter_h, win.filter_w, win.stride_h, win.stride_w, win.pad_top, win.pad_left,
             average, np.float32(p.act_min), np.float32(p.act_max), out)
     return out

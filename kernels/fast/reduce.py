@@ -8,6 +8,7 @@ import numpy as np
 from numba import prange
 
 from npdeeplab.kernels import reduce as reference
+from npdeeplab.kernels.fast.buffers import output
 from npdeeplab.kernels.fast.config import parallel
 from npdeeplab.kernels.reduce import ArgParams, ReduceParams
 
@@ -21,21 +22,21 @@ def mean(p: ReduceParams, x: np.ndarray) -> np.ndarray:
     return result.reshape(x.shape[0], 1, 1, x.shape[3]) if p.keep_dims else result
 
 
-def arg_max(p: ArgParams, x: np.ndarray) -> np.ndarray:
-    return _arg(p, x, True, reference.arg_max)
+def arg_max(p: ArgParams, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    return _arg(p, x, True, reference.arg_max, out)
 
 
-def arg_min(p: ArgParams, x: np.ndarray) -> np.ndarray:
-    return _arg(p, x, False, reference.arg_min)
+def arg_min(p: ArgParams, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    return _arg(p, x, False, reference.arg_min, out)
 
 
-def _arg(p: ArgParams, x: np.ndarray, largest: bool, fallback: object) -> np.ndarray:
+def _arg(p: ArgParams, x: np.ndarray, largest: bool, fallback: object, out: np.ndarray | None) -> np.ndarray:
     if p.axis != x.ndim - 1:
         return fallback(p, x)
     rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
-    out = np.empty(rows.shape[0], dtype=p.output_dtype)
-    _arg_last_axis(rows, largest, out)
-    return out.reshape(x.shape[:-1])
+    out = output(out, x.shape[:-1], p.output_dtype)
+    _arg_last_axis(rows, largest, out.reshape(-1))
+    return out
 
 
 @parallel

@@ -8,6 +8,7 @@ import functools
 import numpy as np
 from numba import prange
 
+from npdeeplab.kernels.fast.buffers import output
 from npdeeplab.kernels.fast.config import parallel
 from npdeeplab.kernels.resize import ResizeParams, bilinear_taps, nearest_indices
 
@@ -15,18 +16,18 @@ bilinear_table = functools.lru_cache(maxsize=64)(bilinear_taps)
 nearest_table = functools.lru_cache(maxsize=64)(nearest_indices)
 
 
-def resize_bilinear(p: ResizeParams, x: np.ndarray) -> np.ndarray:
+def resize_bilinear(p: ResizeParams, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     y0, y1, dy = bilinear_table(x.shape[1], p.out_h, p.align_corners, p.half_pixel_centers)
     x0, x1, dx = bilinear_table(x.shape[2], p.out_w, p.align_corners, p.half_pixel_centers)
-    out = np.empty((x.shape[0], p.out_h, p.out_w, x.shape[3]), dtype=x.dtype)
+    out = output(out, (x.shape[0], p.out_h, p.out_w, x.shape[3]), x.dtype)
     _bilinear(x, y0, y1, dy, x0, x1, dx, out)
     return out
 
 
-def resize_nearest_neighbor(p: ResizeParams, x: np.ndarray) -> np.ndarray:
+def resize_nearest_neighbor(p: ResizeParams, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     rows = nearest_table(x.shape[1], p.out_h, p.align_corners, p.half_pixel_centers)
     cols = nearest_table(x.shape[2], p.out_w, p.align_corners, p.half_pixel_centers)
-    out = np.empty((x.shape[0], p.out_h, p.out_w, x.shape[3]), dtype=x.dtype)
+    out = output(out, (x.shape[0], p.out_h, p.out_w, x.shape[3]), x.dtype)
     _nearest(x, rows, cols, out)
     return out
 
