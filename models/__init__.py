@@ -1,0 +1,1 @@
+"""Registry data: one JSON file per known model (read by npdeeplab.zoo through importlib.resources)."""

@@ -1,0 +1,293 @@
+"""Model registry and model resolution: names to verified local .tflite files, downloading on demand.
+
+Known models are described by JSON files in the ``npdeeplab.models`` package. A model is looked up
+as an explicit path, then as ``<name>.tflite`` in each directory of ``$NPDEEPLAB_MODELS``, then in
+the cache directory, and is finally downloaded from its official address (or from
+``$NPDEEPLAB_MODEL_URL_BASE``) with its sha256 checked.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.client
+import json
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import IO
+
+from tqdm import tqdm
+
+from npdeeplab.errors import ChecksumError, DownloadError, ModelError, ModelNotFoundError
+
+DEFAULT_MODEL = "deeplabv3_257_mv_gpu"
+MODELS_ENV = "NPDEEPLAB_MODELS"
+CACHE_ENV = "NPDEEPLAB_CACHE"
+URL_BASE_ENV = "NPDEEPLAB_MODEL_URL_BASE"
+_CHUNK = 1 << 16
+_USER_AGENT = "npdeeplab (https://pypi.org/project/npdeeplab/)"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One known model: where to get it, how to check it, and how to feed and read it."""
+
+    name: str
+    description: str
+    url: str
+    sha256: str
+    size: int
+    input_size: tuple[int, int]  # (height, width)
+    input_dtype: str  # "float32" | "uint8"
+    mean: float  # model input = (pixel - mean) / std (float models)
+    std: float
+    output: str  # "logits" | "labels"
+    labels: tuple[str, ...]
+    licence: str
+
+    @property
+    def filename(self) -> str:
+        """The file name the model is stored under: ``<name>.tflite``."""
+        return f"{self.name}.tflite"
+
+
+def _entry_from_json(data: dict, source: str) -> ModelEntry:
+    """Build a ModelEntry from one registry JSON object (a malformed file is a packaging bug)."""
+    height, width = data["input_size"]
+    entry = ModelEntry(
+        name=str(data["name"]),
+        description=str(data["description"]),
+        url=str(data["url"]),
+        sha256=str(data["sha256"]).lower(),
+        size=int(data["size"]),
+        input_size=(int(height), int(width)),
+        input_dtype=str(data["input_dtype"]),
+        mean=float(data["mean"]),
+        std=float(data["std"]),
+        output=str(data["output"]),
+        labels=tuple(str(label) for label in data["labels"]),
+        licence=str(data["licence"]),
+    )
+    if f"{entry.name}.json" != source:
+        raise RuntimeError(f"registry file {source} describes model {entry.name!r}; its name must match the file")
+    return entry
+
+
+@functools.cache
+def registry() -> dict[str, ModelEntry]:
+    """All known models by name, read once from the JSON files in ``npdeeplab.models``."""
+    entries = {}
+    for item in sorted(resources.files("npdeeplab.models").iterdir(), key=lambda p: p.name):
+        if item.name.endswith(".json"):
+            entry = _entry_from_json(json.loads(item.read_text(encoding="utf-8")), item.name)
+            entries[entry.name] = entry
+    return entries
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry called ``name``; ModelNotFoundError listing the known names otherwise."""
+    entries = registry()
+    if name not in entries:
+        raise ModelNotFoundError(f"unknown model {name!r}; known models: {', '.join(entries)}")
+    return entries[name]
+
+
+def entry_for_path(path: str | os.PathLike[str]) -> ModelEntry | None:
+    """The entry whose name is the file name stem of ``path`` (e.g. a local copy of a known model), else None."""
+    return registry().get(Path(path).stem)
+
+
+def cache_dir() -> Path:
+    """Where downloaded models go (not created here): $NPDEEPLAB_CACHE, else the platform's user cache."""
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override).expanduser()
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "npdeeplab"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and Path(xdg).is_absolute():  # the XDG spec says to ignore relative paths
+        return Path(xdg) / "npdeeplab"
+    return Path.home() / ".cache" / "npdeeplab"
+
+
+def model_dirs() -> list[Path]:
+    """The directories listed in $NPDEEPLAB_MODELS (os.pathsep-separated), in order."""
+    value = os.environ.get(MODELS_ENV, "")
+    return [Path(part).expanduser() for part in value.split(os.pathsep) if part]
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """The hex sha256 of a file's contents."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _looks_like_path(model: str | os.PathLike[str]) -> bool:
+    """True for PathLike objects and strings with a directory separator or a .tflite suffix."""
+    if not isinstance(model, str):
+        return True
+    separators = {os.sep, os.altsep} - {None}
+    return any(sep in model for sep in separators) or model.lower().endswith(".tflite")
+
+
+def _explicit_path(model: str | os.PathLike[str]) -> Path:
+    """The user-given model file, which must exist; ModelNotFoundError naming it otherwise."""
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise ModelNotFoundError(f"model path {path} is a directory, not a .tflite file")
+    hint = ""
+    if path.stem in registry() and path.parent == Path("."):
+        hint = f" (to use the known model, pass its name {path.stem!r} without .tflite)"
+    raise ModelNotFoundError(f"model file not found: {path}{hint}")
+
+
+def _verified(path: Path, entry: ModelEntry, *, cached: bool) -> Path:
+    """``path`` if its sha256 matches the entry; ChecksumError naming the file otherwise."""
+    try:
+        got = sha256_of(path)
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
+    if got == entry.sha256:
+        return path
+    fix = "delete it to download it again" if cached else f"replace it with the official file from {entry.url}"
+    raise ChecksumError(
+        f"model file {path} has sha256 {got} ({path.stat().st_size} bytes) but {entry.name} "
+        f"expects {entry.sha256} ({entry.size} bytes); {fix}"
+    )
+
+
+def _search_dirs() -> list[Path]:
+    """Where a registry model is looked for: $NPDEEPLAB_MODELS directories, then the cache."""
+    return [*model_dirs(), cache_dir()]
+
+
+def _find_registered(entry: ModelEntry) -> Path | None:
+    """The first verified ``<name>.tflite`` in the search directories, or None if there is none."""
+    cache = cache_dir()
+    for directory in _search_dirs():
+        candidate = directory / entry.filename
+        if candidate.is_file():
+            return _verified(candidate, entry, cached=directory == cache)
+    return None
+
+
+def resolve_model(model: str | os.PathLike[str], *, download: bool = True, progress: bool = True) -> Path:
+    """A local, checked .tflite file for a path or a registry name, downloading it if allowed."""
+    if _looks_like_path(model):
+        return _explicit_path(model)
+    name = str(model)
+    if name not in registry() and Path(name).is_file():  # a model file in the working directory, no suffix
+        return Path(name)
+    entry = get_entry(name)  # unknown names raise, listing the known ones
+    found = _find_registered(entry)
+    if found is not None:
+        return found
+    if not download:
+        places = ", ".join(str(d) for d in _search_dirs())
+        raise ModelNotFoundError(
+            f"model {name} not found (looked for {entry.filename} in {places}) and downloading is off; "
+            f"{_manual_hint(entry)}"
+        )
+    return download_model(entry, progress=progress)
+
+
+def _download_url(entry: ModelEntry, url: str | None) -> str:
+    """The explicit URL, else $NPDEEPLAB_MODEL_URL_BASE/<name>.tflite, else the official URL."""
+    if url:
+        return url
+    base = os.environ.get(URL_BASE_ENV)
+    if base:
+        return f"{base.rstrip('/')}/{entry.filename}"
+    return entry.url
+
+
+def _manual_hint(entry: ModelEntry) -> str:
+    """How to get a model without npdeeplab downloading it."""
+    return (
+        f"download {entry.url} manually and put it in a directory listed in {MODELS_ENV}, "
+        f"or pass the path to the .tflite file"
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    """A short human description of a network or file error."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        return str(exc.reason)
+    if isinstance(exc, http.client.IncompleteRead):
+        return "connection closed in the middle of the response"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
+
+
+def _stream(url: str, out: IO[bytes], total: int, desc: str, *, progress: bool, timeout: float) -> str:
+    """Copy ``url`` into ``out`` with a progress bar; the sha256 of what was written."""
+    digest = hashlib.sha256()
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    received = 0
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        length = response.headers.get("Content-Length")
+        expected = int(length) if length and length.isdigit() else None
+        bar_options = {"unit": "B", "unit_scale": True, "unit_divisor": 1024, "leave": False}
+        with tqdm(total=expected or total, desc=desc, disable=None if progress else True, **bar_options) as bar:
+            for chunk in iter(lambda: response.read(_CHUNK), b""):
+                out.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+    if expected is not None and received != expected:  # read(amt) returns b"" on a short body, no IncompleteRead
+        raise ConnectionError(f"connection closed after {received} of {expected} bytes")
+    return digest.hexdigest()
+
+
+def download_model(
+    entry: ModelEntry,
+    dest_dir: Path | None = None,
+    *,
+    progress: bool = True,
+    url: str | None = None,
+    timeout: float = 30,
+) -> Path:
+    """Download ``entry`` to ``<dest_dir or cache_dir()>/<name>.tflite``, checking its sha256.
+
+    The data goes to a temporary file that is renamed into place only once its checksum matches,
+    so nothing is left behind on failure. Raises DownloadError or ChecksumError.
+    """
+    source = _download_url(entry, url)
+    dest = Path(dest_dir) if dest_dir is not None else cache_dir()
+    target = dest / entry.filename
+    tmp_path: Path | None = None
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(delete=False, dir=dest, prefix=f".{entry.name}.", suffix=".part") as tmp:
+            tmp_path = Path(tmp.name)
+            got = _stream(source, tmp, entry.size, entry.name, progress=progress, timeout=timeout)
+        if got != entry.sha256:
+            raise ChecksumError(
+                f"download of {entry.name} from {source} has sha256 {got} but expected {entry.sha256}; "
+                f"nothing was saved; {_manual_hint(entry)}"
+            )
+        os.chmod(tmp_path, 0o644)  # NamedTemporaryFile creates 0600
+        os.replace(tmp_path, target)
+        tmp_path = None
+    except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError, HTTPError and timeouts are OSErrors
+        raise DownloadError(
+            f"could not download model {entry.name} from {source} ({_reason(exc)}); {_manual_hint(entry)}"
+        ) from exc
+    finally:
+        if tmp_path is not None:
+            tmp_path.unlink(missing_ok=True)
+    return target
