@@ -51,9 +51,9 @@ def tanh(params: None, x: np.ndarray) -> np.ndarray:
 def logistic(params: None, x: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(-x)), with TFLite's cut-offs: 1 above 16.619047, exp(x) below -9."""
     x = x.astype(np.float32, copy=False)
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore"):  # exp overflows where the cut-offs apply; those values are discarded
         middle = np.float32(1) / (np.float32(1) + np.exp(-x))
-    result = np.where(x < np.float32(-9.0), np.exp(x), middle)
+        result = np.where(x < np.float32(-9.0), np.exp(x), middle)
     return np.where(x > np.float32(16.619047), np.float32(1), result).astype(np.float32)
 
 

@@ -55,8 +55,11 @@ def pad(p: PadParams, x: np.ndarray) -> np.ndarray:
 
 
 def slice_(p: SliceParams, x: np.ndarray) -> np.ndarray:
-    """SLICE and STRIDED_SLICE alike: begin/end/stride and masks were turned into an index at prepare."""
-    return np.ascontiguousarray(x[p.index])
+    """SLICE and STRIDED_SLICE alike: begin/end/stride and masks were turned into an index at prepare.
+
+    np.array, not np.ascontiguousarray, which turns the 0-d result of an all-shrink slice into 1-d.
+    """
+    return np.array(x[p.index], order="C", copy=True)
 
 
 def tile(p: TileParams, x: np.ndarray) -> np.ndarray:

@@ -147,7 +147,7 @@ def _buffer(builder: flatbuffers.Builder, data: np.ndarray) -> int:
         builder.StartVector(1, data.size, DATA_ALIGNMENT)
         builder.head -= data.size
         builder.Bytes[builder.head : builder.head + data.size] = data.tobytes()
-        vector = builder.EndVector(data.size)
+        vector = builder.EndVector()
     tflite.BufferStart(builder)
     if vector is not None:
         tflite.BufferAddData(builder, vector)
@@ -311,7 +311,7 @@ def _offsets(builder: flatbuffers.Builder, offsets: list[int]) -> int:
     builder.StartVector(4, len(offsets), 4)
     for offset in reversed(offsets):
         builder.PrependUOffsetTRelative(offset)
-    return builder.EndVector(len(offsets))
+    return builder.EndVector()
 
 
 def _int32s(builder: flatbuffers.Builder, values: tuple[int, ...] | list[int]) -> int:

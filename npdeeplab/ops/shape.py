@@ -73,7 +73,15 @@ def prepare_concatenation(ctx: OpContext) -> PreparedOp:
     rank = len(first.shape)
     axis = normalize_axis(ctx, ctx.options.axis, rank)
     inputs = [ctx.input(i, rank=rank, dtypes=(first.dtype,)) for i in range(len(ctx.op.inputs))]
+    if ctx.options.fused_activation_function != "NONE":  # LiteRT refuses these in Prepare
+        ctx.fail(f"a fused activation ({ctx.options.fused_activation_function}) is not allowed on CONCATENATION")
+    output_quantization = ctx.output(0).quantization
     for position, tensor in enumerate(inputs):
+        if first.dtype in (np.uint8, np.int8) and not _same_quantization(tensor.quantization, output_quantization):
+            ctx.fail(
+                f"input {position} ({ctx.label(tensor)}) is quantized differently from the output; "
+                "npdeeplab does not requantize"
+            )
         others = [d for i, d in enumerate(tensor.shape) if i != axis]
         expected = [d for i, d in enumerate(first.shape) if i != axis]
         if others != expected:
@@ -84,6 +92,12 @@ def prepare_concatenation(ctx: OpContext) -> PreparedOp:
     shape = list(first.shape)
     shape[axis] = sum(t.shape[axis] for t in inputs)
     return ctx.prepared("concatenation", ConcatParams(axis), inputs, tuple(shape), first.dtype)
+
+
+def _same_quantization(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is b
+    return np.array_equal(a.scale, b.scale) and np.array_equal(a.zero_point, b.zero_point)
 
 
 @register("PAD")
@@ -98,8 +112,9 @@ def prepare_pad(ctx: OpContext) -> PreparedOp:
     if any(v < 0 for v in values):
         ctx.fail(f"paddings must not be negative, got {[list(p) for p in paddings]}")
     value: Any = 0
-    if x.quantization is not None and x.dtype.kind in "iu":
-        value = int(x.quantization.zero_point[0])
+    output_quantization = ctx.output(0).quantization  # LiteRT pads with the output's zero point
+    if output_quantization is not None and x.dtype.kind in "iu":
+        value = int(output_quantization.zero_point[0])
     shape = tuple(d + before + after for d, (before, after) in zip(x.shape, paddings, strict=True))
     return ctx.prepared("pad", PadParams(paddings, value), [x], shape, x.dtype)
 
@@ -123,6 +138,14 @@ def prepare_slice(ctx: OpContext) -> PreparedOp:
 
 @register("STRIDED_SLICE")
 def prepare_strided_slice(ctx: OpContext) -> PreparedOp:
+    """LiteRT's STRIDED_SLICE (kernels/strided_slice.cc), which is not NumPy slicing at the edges.
+
+    A begin outside the axis is clamped, also on shrink axes (-7 on a size-5 axis reads index 0);
+    begin_mask applies to shrink axes too; with `offset`, end counts from the clamped begin; spec
+    entries beyond the input's rank are ignored. Slices whose output LiteRT leaves partly
+    unwritten (a shrink axis with a negative stride or a begin past the axis, an offset end past
+    the axis) are rejected.
+    """
     ctx.expect_inputs(4)
     x = ctx.input(0, dtypes=None)
     begin, end, strides = ctx.constant_ints(1), ctx.constant_ints(2), ctx.constant_ints(3)
@@ -131,19 +154,78 @@ def prepare_strided_slice(ctx: OpContext) -> PreparedOp:
     if 0 in strides:
         ctx.fail("strides must not be 0")
     o = ctx.options
+    if bin(o.ellipsis_mask & (2 ** len(begin) - 1)).count("1") > 1:
+        ctx.fail(f"ellipsis_mask {o.ellipsis_mask} marks more than one ellipsis")
+    sizes = iter(x.shape)
     index: list[Any] = []
-    for i, (start, stop, step) in enumerate(zip(begin, end, strides, strict=True)):
-        bit = 1 << i
-        if o.ellipsis_mask & bit:
-            index.append(Ellipsis)
-        elif o.new_axis_mask & bit:
-            index.append(None)
-        elif o.shrink_axis_mask & bit:
-            index.append(start)
+    kept, unwritten = [], ""
+    for axis, entry in enumerate(_strided_slice_axes(o, len(x.shape), len(begin))):
+        size = 1 if entry == "new" else next(sizes)
+        if isinstance(entry, str):  # a new axis, or one the spec leaves whole: LiteRT takes [0, size)
+            start, stop, step, shrink = 0, size, 1, False
         else:
-            stop = start + stop if o.offset else stop
-            index.append(slice(None if o.begin_mask & bit else start, None if o.end_mask & bit else stop, step))
+            bit, step = 1 << entry, strides[entry]
+            shrink = bool(o.shrink_axis_mask & bit)
+            start = _clamped(begin[entry], size, step, 0 if step > 0 else size - 1, bool(o.begin_mask & bit))
+            if shrink:
+                stop = start if start >= size else start + 1
+            else:
+                stop = end[entry] + start if o.offset else end[entry]
+                stop = _clamped(stop, size, step, size if step > 0 else -1, bool(o.end_mask & bit))
+        taken = len(range(start, stop, step))
+        if shrink and taken == 0:
+            unwritten = unwritten or f"shrink axis {axis} (size {size}) selects nothing"
+        elif not shrink and o.offset and taken != _offset_length(end, axis, step):
+            ctx.fail(f"LiteRT's output shape for this offset slice does not follow the slice (axis {axis})")
+        if not shrink:
+            kept.append(taken)
+        if entry == "new":
+            index.append(None)
+        elif shrink:
+            index.append(min(max(start, 0), size - 1))  # out of range only when the output is empty
+        else:
+            index.append(slice(start, stop if stop >= 0 else None, step) if taken else slice(0, 0))
+    if unwritten and 0 not in kept:
+        ctx.fail(f"LiteRT leaves the output of this slice unwritten: {unwritten}")
     return _prepared_index(ctx, x, tuple(index))
+
+
+def _strided_slice_axes(o: Any, rank: int, count: int) -> list[int | str]:
+    """LiteRT's effective axes (the input's, plus new ones): a spec index, "new" or "full" for each.
+
+    The ellipsis covers the axes no other spec entry names; axes after the spec are "full".
+    """
+    added = sum(1 for j in range(count) if o.new_axis_mask >> j & 1 and not o.ellipsis_mask >> j & 1)
+    dims = rank + added
+    axes: list[int | str] = []
+    j = 0
+    while len(axes) < dims:
+        if j < count and o.ellipsis_mask >> j & 1:
+            axes += ["full"] * max(1, min(1 + added + rank - count, dims - len(axes)))
+        else:
+            axes.append(("new" if o.new_axis_mask >> j & 1 else j) if j < count else "full")
+        j += 1
+    return axes
+
+
+def _clamped(value: int, size: int, step: int, masked_value: int, masked: bool) -> int:
+    """A begin or end as LiteRT resolves it: negative counts from the end, then clamped."""
+    if masked:
+        return masked_value
+    value = value + size if value < 0 else value
+    return min(max(value, 0), size) if step > 0 else min(max(value, -1), size - 1)
+
+
+def _offset_length(end: tuple[int, ...], axis: int, step: int) -> int:
+    """The length LiteRT declares for an offset slice: end[axis] / stride (its effective axis index)."""
+    if axis >= len(end):
+        return -1  # LiteRT would read past the end tensor
+    length = end[axis]
+    if (length < 0) != (step < 0):
+        return 0
+    if step < 0:
+        return int((length + 1) / step) + 1  # C division: truncates toward zero
+    return 0 if length == 0 else (length - 1) // step + 1
 
 
 def _prepared_index(ctx: OpContext, x: Any, index: tuple[Any, ...]) -> PreparedOp:
