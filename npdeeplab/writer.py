@@ -37,17 +37,54 @@ DATA_ALIGNMENT = 16
 MAX_FLATBUFFER_BYTES = 2**31 - 1
 
 
-def write_model(model: Model) -> bytes:
-    """Serialise a Model to .tflite bytes (schema v3, file identifier TFL3)."""
+def write_model(model: Model, external_buffers: bool = False) -> bytes:
+    """Serialise a Model to .tflite bytes (schema v3, file identifier TFL3).
+
+    With external_buffers, constant data goes after the flatbuffer and each buffer records its
+    offset and size: the layout TFLite uses for models over 2 GB (the flatbuffer itself must stay
+    under 2 GB, the data need not).
+    """
     buffer_of, buffer_data = _plan_buffers(model)
     size = sum(d.nbytes for d in buffer_data) + sum(len(v) for v in model.metadata.values())
+    if external_buffers:
+        # Offsets are non-default scalars, so the flatbuffer has the same size whatever their
+        # values: lay it out once with placeholders to learn where the data will start.
+        placeholder = [(1 << 40, d.nbytes) if d.size else None for d in buffer_data]
+        head = len(_flatbuffer(model, buffer_of, buffer_data, placeholder, 0))
+        start = -(-head // DATA_ALIGNMENT) * DATA_ALIGNMENT
+        places, tail = [], []
+        position = start
+        for data in buffer_data:
+            places.append((position, data.nbytes) if data.size else None)
+            tail.append(data.tobytes() + bytes(-data.nbytes % DATA_ALIGNMENT))
+            position += len(tail[-1])
+        flat = _flatbuffer(model, buffer_of, buffer_data, places, 0)
+        if len(flat) != head:
+            raise AssertionError("the flatbuffer changed size between layout passes")
+        return flat + bytes(start - head) + b"".join(tail)
     if size > MAX_FLATBUFFER_BYTES:
-        raise ModelError(f"cannot write a {size}-byte model: the writer does not support models over 2 GB")
+        raise ModelError(
+            f"cannot write a {size}-byte model inline: flatbuffers stop at 2 GB; use external_buffers=True"
+        )
+    return _flatbuffer(model, buffer_of, buffer_data, None, size)
+
+
+def _flatbuffer(
+    model: Model,
+    buffer_of: list[dict[int, int]],
+    buffer_data: list[np.ndarray],
+    external: list[tuple[int, int] | None] | None,
+    size: int,
+) -> bytes:
+    """The flatbuffer; with `external`, buffers record (offset, size) instead of holding data."""
     builder = flatbuffers.Builder(1024 + size + size // 8)
     opcodes: dict[tuple[str, int], int] = {}  # (kind, version) -> index in the operator code table
     subgraphs = [_subgraph(builder, graph, buffer_of[graph.index], opcodes) for graph in model.subgraphs]
     metadata_buffers = {name: len(buffer_data) + i for i, name in enumerate(model.metadata)}
-    buffers = [_buffer(builder, data) for data in buffer_data]
+    if external is None:
+        buffers = [_buffer(builder, data) for data in buffer_data]
+    else:
+        buffers = [_external_buffer(builder, place) for place in external]
     buffers += [_buffer(builder, np.frombuffer(value, np.uint8)) for value in model.metadata.values()]
     metadata = [_metadata(builder, name, metadata_buffers[name]) for name in model.metadata]
     signatures = [_signature(builder, signature) for signature in model.signatures]
@@ -139,6 +176,14 @@ def _raw_bytes(array: np.ndarray) -> np.ndarray:
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("<"))
     return array.reshape(-1).view(np.uint8)
+
+
+def _external_buffer(builder: flatbuffers.Builder, place: tuple[int, int] | None) -> int:
+    tflite.BufferStart(builder)
+    if place is not None:
+        tflite.BufferAddOffset(builder, place[0])
+        tflite.BufferAddSize(builder, place[1])
+    return tflite.BufferEnd(builder)
 
 
 def _buffer(builder: flatbuffers.Builder, data: np.ndarray) -> int:
