@@ -13,9 +13,9 @@ from npdeeplab.loader import load_model
 __version__ = "0.1.0"
 
 
-def segment(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - thin re-export, documented in segment.py
-    """Segment an image; see npdeeplab.segment.segment."""
-    from npdeeplab.segment import segment as _segment
+def segment(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - a lazy re-export
+    """Segment an image; see npdeeplab.segmentation.segment."""
+    from npdeeplab.segmentation import segment as _segment
 
     return _segment(*args, **kwargs)
 

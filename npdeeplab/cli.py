@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from npdeeplab.errors import NpDeepLabError
 
-COMMANDS = ("segment", "inspect", "bench", "extract")
+COMMANDS = ("segment", "inspect", "extract", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

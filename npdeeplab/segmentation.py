@@ -1,0 +1,190 @@
+"""Segment an image: image -> model input -> logits -> per-pixel class at the image's own size.
+
+Preprocessing follows the model's registry entry (size, normalisation). The logits are scaled
+up to the image with bilinear interpolation (half-pixel centres) before the argmax, which gives
+smooth class boundaries; models that output class ids are scaled with nearest neighbour.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from npdeeplab import palette
+from npdeeplab.errors import ModelError
+from npdeeplab.images import ImageSource, load_image, to_model_input
+from npdeeplab.interpreter import Interpreter
+from npdeeplab.kernels.resize import bilinear_taps, nearest_indices
+from npdeeplab.zoo import DEFAULT_MODEL, entry_for_path, get_entry, registry, resolve_model
+
+VOC_LABELS = registry()[DEFAULT_MODEL].labels
+ROW_BLOCK = 64  # rows of the upsampled logits held at once
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to feed a segmentation model and read its output."""
+
+    input_size: tuple[int, int]
+    input_dtype: np.dtype
+    mean: float
+    std: float
+    output: str  # "logits" or "labels"
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ClassArea:
+    class_id: int
+    name: str
+    pixels: int
+    share: float
+
+
+@dataclass
+class SegmentationResult:
+    labels: np.ndarray  # H x W uint8 class ids at the image's size
+    logits: np.ndarray | None  # h x w x C float32 at the model's resolution (None for label models)
+    class_names: tuple[str, ...]
+    image: Image.Image
+    model: str
+
+    def areas(self) -> list[ClassArea]:
+        """Each class present, largest first."""
+        counts = np.bincount(self.labels.reshape(-1), minlength=len(self.class_names))
+        total = int(self.labels.size)
+        rows = [
+            ClassArea(c, self._name(c), int(n), n / total) for c, n in enumerate(counts) if n > 0
+        ]
+        return sorted(rows, key=lambda row: (-row.pixels, row.class_id))
+
+    def overlay(self, alpha: float = 0.5, legend: bool = True) -> Image.Image:
+        return palette.overlay(self.image, self.labels, alpha, self.class_names, legend=legend)
+
+    def mask_image(self) -> Image.Image:
+        return palette.mask_image(self.labels)
+
+    def save_mask(self, path: str | os.PathLike) -> Path:
+        return palette.save_mask_png(self.labels, path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "width": self.image.width,
+            "height": self.image.height,
+            "classes": [
+                {"id": a.class_id, "name": a.name, "pixels": a.pixels, "share": round(a.share, 6)}
+                for a in self.areas()
+            ],
+        }
+
+    def _repr_html_(self) -> str:
+        buffer = io.BytesIO()
+        picture = self.overlay()
+        picture.thumbnail((640, 640))
+        picture.save(buffer, format="PNG")
+        encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+        rows = "".join(
+            f"<tr><td>{a.class_id}</td><td>{html.escape(a.name)}</td><td style='text-align:right'>"
+            f"{100 * a.share:.1f}%</td></tr>"
+            for a in self.areas()
+        )
+        return (
+            f"<div style='display:flex;gap:16px;align-items:flex-start'>"
+            f"<img src='data:image/png;base64,{encoded}' alt='segmentation overlay'/>"
+            f"<table><thead><tr><th>id</th><th>class</th><th>area</th></tr></thead><tbody>{rows}</tbody></table>"
+            f"</div>"
+        )
+
+    def _name(self, class_id: int) -> str:
+        return self.class_names[class_id] if class_id < len(self.class_names) else f"class {class_id}"
+
+
+_interpreters: dict[tuple[str, str | None], tuple[Interpreter, ModelSpec]] = {}
+
+
+def segment(
+    image: ImageSource,
+    model: str | os.PathLike = DEFAULT_MODEL,
+    *,
+    backend: str | None = None,
+    interpreter: Interpreter | None = None,
+) -> SegmentationResult:
+    """Segment one image (a path, a PIL image or an HxWx3 uint8 array) with a model name or path."""
+    picture = load_image(image)
+    if interpreter is None:
+        interpreter, spec = load_segmenter(model, backend)
+    else:
+        spec = model_spec(interpreter, None)
+    batch = to_model_input(picture, spec.input_size, spec.input_dtype, spec.mean, spec.std)
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], batch)
+    interpreter.invoke()
+    output = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]
+    size = (picture.height, picture.width)
+    if spec.output == "logits":
+        labels, logits = upsampled_argmax(output, size), output
+    else:
+        labels, logits = nearest_labels(output, size), None
+    return SegmentationResult(labels, logits, spec.labels, picture, str(model))
+
+
+def load_segmenter(model: str | os.PathLike, backend: str | None = None) -> tuple[Interpreter, ModelSpec]:
+    """An interpreter for the model, loaded once per process and backend."""
+    path = resolve_model(model)
+    key = (str(path), backend)
+    if key not in _interpreters:
+        interpreter = Interpreter(model_path=path, backend=backend)
+        interpreter.allocate_tensors()
+        entry = entry_for_path(path) if Path(str(model)).suffix else get_entry(str(model))
+        _interpreters[key] = (interpreter, model_spec(interpreter, entry))
+    return _interpreters[key]
+
+
+def model_spec(interpreter: Interpreter, entry: Any) -> ModelSpec:
+    """From the registry entry when there is one, else from the model's own input and output."""
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    shape, dtype = tuple(int(d) for d in inputs[0]["shape"]), np.dtype(inputs[0]["dtype"])
+    if len(inputs) != 1 or len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
+        raise ModelError(f"a segmentation model takes one [1, H, W, 3] image; this one takes {list(shape)}")
+    out_shape = tuple(int(d) for d in outputs[0]["shape"])
+    output = "logits" if len(out_shape) == 4 else "labels"
+    if len(out_shape) not in (3, 4) or out_shape[0] != 1:
+        raise ModelError(
+            f"a segmentation model outputs [1, H, W, classes] or [1, H, W]; this one gives {list(out_shape)}"
+        )
+    if entry is not None:
+        return ModelSpec(entry.input_size, dtype, entry.mean, entry.std, entry.output, entry.labels)
+    classes = out_shape[3] if output == "logits" else len(VOC_LABELS)
+    labels = VOC_LABELS if classes == len(VOC_LABELS) else tuple(f"class_{i}" for i in range(classes))
+    mean, std = (127.5, 127.5) if dtype.kind == "f" else (0.0, 1.0)
+    return ModelSpec((shape[1], shape[2]), dtype, mean, std, output, labels)
+
+
+def upsampled_argmax(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """argmax over classes of the logits bilinearly scaled to size, a block of rows at a time."""
+    height, width = size
+    y0, y1, dy = bilinear_taps(logits.shape[0], height, False, True)
+    x0, x1, dx = bilinear_taps(logits.shape[1], width, False, True)
+    dx = dx[None, :, None]
+    labels = np.empty(size, dtype=np.uint8)
+    for start in range(0, height, ROW_BLOCK):
+        rows = slice(start, min(start + ROW_BLOCK, height))
+        weight = dy[rows, None, None]
+        blended = logits[y0[rows]] * (1 - weight) + logits[y1[rows]] * weight  # [rows, w, C]
+        block = np.take(blended, x0, axis=1) * (1 - dx) + np.take(blended, x1, axis=1) * dx
+        labels[rows] = np.argmax(block, axis=2)
+    return labels
+
+
+def nearest_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    rows = nearest_indices(labels.shape[0], size[0], False, True)
+    cols = nearest_indices(labels.shape[1], size[1], False, True)
+    return labels[rows][:, cols].astype(np.uint8)

@@ -1,0 +1,274 @@
+"""A model at a glance: one row per op (shapes, key options, parameters, MACs), totals, inputs, outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import html
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from npdeeplab.errors import ModelError
+from npdeeplab.interpreter import Interpreter
+from npdeeplab.ir import Model, OpNode, TensorInfo
+from npdeeplab.loader import load_model
+
+SHORT_ACTIVATIONS = {"NONE": "", "RELU": "relu", "RELU6": "relu6", "RELU_N1_TO_1": "relu_n1_to_1"}
+
+
+@dataclass(frozen=True)
+class OpRow:
+    index: int
+    kind: str
+    version: int
+    inputs: tuple[tuple[int, ...], ...]  # shapes of the non-constant inputs
+    outputs: tuple[tuple[int, ...], ...]
+    options: str
+    parameters: int
+    macs: int
+    output_dtype: str
+
+
+@dataclass(frozen=True)
+class TensorRow:
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    quantization: str
+
+
+@dataclass
+class ModelSummary:
+    source: str
+    sha256: str | None
+    subgraphs: int
+    ops: list[OpRow]
+    inputs: list[TensorRow]
+    outputs: list[TensorRow]
+    parameter_bytes: int
+    peak_activation_bytes: int | None
+    signatures: list[str] = field(default_factory=list)
+    metadata: list[str] = field(default_factory=list)
+    problem: str | None = None  # why the ops could not be prepared (shapes are then the declared ones)
+
+    @property
+    def parameters(self) -> int:
+        return sum(row.parameters for row in self.ops)
+
+    @property
+    def macs(self) -> int:
+        return sum(row.macs for row in self.ops)
+
+    def kinds(self) -> dict[str, int]:
+        return dict(Counter(row.kind for row in self.ops).most_common())
+
+    def to_text(self) -> str:
+        lines = [f"model   {self.source}"]
+        if self.sha256:
+            lines.append(f"sha256  {self.sha256}")
+        lines.append(f"graph   {len(self.ops)} ops in subgraph 0 of {self.subgraphs}")
+        lines.append("")
+        lines.append(f"{'#':>3}  {'op':<22}{'input':<20}{'output':<20}{'options':<28}{'params':>9}{'MACs':>9}")
+        for row in self.ops:
+            first = _shape(row.inputs[0]) if row.inputs else "-"
+            more = f" +{len(row.inputs) - 1}" if len(row.inputs) > 1 else ""
+            lines.append(
+                f"{row.index:>3}  {row.kind:<22}{first + more:<20}{_shape(row.outputs[0]):<20}"
+                f"{row.options:<28}{_count(row.parameters):>9}{_count(row.macs):>9}"
+            )
+        kinds = ", ".join(f"{kind} {n}" for kind, n in self.kinds().items())
+        lines += [
+            "",
+            f"ops         {kinds}",
+            f"parameters  {_count(self.parameters)} ({self.parameter_bytes / 1e6:.2f} MB)",
+            f"MACs        {_count(self.macs)} per inference",
+        ]
+        if self.peak_activation_bytes is not None:
+            lines.append(f"activations {self.peak_activation_bytes / 1e6:.2f} MB at peak, buffers shared by lifetime")
+        for title, rows in (("inputs", self.inputs), ("outputs", self.outputs)):
+            for row in rows:
+                lines.append(
+                    f"{title:<11} {row.index:>3} {row.name!r} {_shape(row.shape)} {row.dtype} "
+                    f"quantization: {row.quantization}"
+                )
+                title = ""
+        if self.signatures:
+            lines.append(f"signatures  {', '.join(self.signatures)}")
+        if self.metadata:
+            lines.append(f"metadata    {', '.join(self.metadata)}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.update(parameters=self.parameters, macs=self.macs, kinds=self.kinds())
+        return data
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{h}</th>" for h in ("#", "op", "inputs", "output", "options", "params", "MACs"))
+        body = "".join(
+            f"<tr><td>{r.index}</td><td>{html.escape(r.kind)}</td>"
+            f"<td>{html.escape(', '.join(_shape(s) for s in r.inputs))}</td><td>{_shape(r.outputs[0])}</td>"
+            f"<td>{html.escape(r.options)}</td><td align='right'>{_count(r.parameters)}</td>"
+            f"<td align='right'>{_count(r.macs)}</td></tr>"
+            for r in self.ops
+        )
+        totals = (
+            f"<p><b>{html.escape(Path(self.source).name)}</b>: {len(self.ops)} ops, "
+            f"{_count(self.parameters)} parameters, {_count(self.macs)} MACs</p>"
+        )
+        return f"{totals}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def summarize(model: str | os.PathLike | Model | Interpreter) -> ModelSummary:
+    """Summarise a model given as a path or registry name, an IR Model, or an Interpreter."""
+    sha = None
+    if isinstance(model, Interpreter):
+        interpreter, ir = model, model.model
+    else:
+        if isinstance(model, Model):
+            ir = model
+        else:
+            from npdeeplab.zoo import resolve_model
+
+            path = resolve_model(model)
+            sha = hashlib.sha256(path.read_bytes()).hexdigest()
+            ir = load_model(path)
+        try:
+            interpreter = Interpreter(model=ir, backend="numpy")
+        except ModelError as error:
+            return _declared_summary(ir, sha, str(error))
+    tensors = interpreter.tensors
+    rows = [_row(step.op, tensors, step.macs) for step in interpreter.ops]
+    return _summary(ir, sha, rows, tensors, interpreter.memory_plan.peak_bytes, None)
+
+
+def _declared_summary(ir: Model, sha: str | None, problem: str) -> ModelSummary:
+    """For a model npdeeplab cannot run: the shapes the file declares, and why."""
+    tensors = ir.main.tensors
+    rows = [_row(op, tensors, 0) for op in ir.main.ops]
+    return _summary(ir, sha, rows, tensors, None, problem)
+
+
+def _summary(
+    ir: Model, sha: str | None, rows: list[OpRow], tensors: Any, peak: int | None, problem: str | None
+) -> ModelSummary:
+    graph = ir.main
+    used = {i for op in graph.ops for i in op.inputs if i != -1 and tensors[i].is_constant}
+    return ModelSummary(
+        source=ir.source,
+        sha256=sha,
+        subgraphs=len(ir.subgraphs),
+        ops=rows,
+        inputs=[_tensor_row(tensors[i]) for i in graph.inputs],
+        outputs=[_tensor_row(tensors[i]) for i in graph.outputs],
+        parameter_bytes=sum(tensors[i].data.nbytes for i in used),
+        peak_activation_bytes=peak,
+        signatures=[s.key for s in ir.signatures],
+        metadata=sorted(ir.metadata),
+        problem=problem,
+    )
+
+
+def _row(op: OpNode, tensors: Any, macs: int) -> OpRow:
+    present = [tensors[i] for i in op.inputs if i != -1]
+    weights = [t for t in present if t.is_constant and t.dtype.kind in "fiu" and _is_parameter(op, t)]
+    return OpRow(
+        index=op.index,
+        kind=op.kind,
+        version=op.version,
+        inputs=tuple(t.shape for t in present if not t.is_constant),
+        outputs=tuple(tensors[i].shape for i in op.outputs),
+        options=describe_options(op, tensors),
+        parameters=sum(t.size for t in weights),
+        macs=macs,
+        output_dtype=tensors[op.outputs[0]].dtype.name if op.outputs else "-",
+    )
+
+
+def _is_parameter(op: OpNode, tensor: TensorInfo) -> bool:
+    """Weights and biases count as parameters; shape, axis and size operands do not."""
+    return op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV") or (
+        op.kind in ("ADD", "SUB", "MUL", "CONCATENATION") and tensor.dtype.kind == "f"
+    )
+
+
+def describe_options(op: OpNode, tensors: Any) -> str:
+    """The options that matter, compactly: `3x3 s2 d2 SAME relu6`, `align_corners 257x257`."""
+    o = op.options
+    if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D") and o is not None:
+        filters = tensors[op.inputs[1]].shape
+        parts = [f"{filters[1]}x{filters[2]}", _pair("s", o.stride_h, o.stride_w)]
+        if (o.dilation_h_factor, o.dilation_w_factor) != (1, 1):
+            parts.append(_pair("d", o.dilation_h_factor, o.dilation_w_factor))
+        parts.append(o.padding)
+        if op.kind == "DEPTHWISE_CONV_2D":
+            x = tensors[op.inputs[0]].shape
+            if x and x[-1] and filters[3] // x[-1] > 1:
+                parts.append(f"x{filters[3] // x[-1]}")
+        parts.append(SHORT_ACTIVATIONS.get(o.fused_activation_function, o.fused_activation_function.lower()))
+        return " ".join(p for p in parts if p)
+    if op.kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D") and o is not None:
+        act = SHORT_ACTIVATIONS.get(o.fused_activation_function, o.fused_activation_function.lower())
+        return " ".join(p for p in (f"{o.filter_height}x{o.filter_width}", f"s{o.stride_h}", o.padding, act) if p)
+    if op.kind in ("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR") and o is not None:
+        size = tensors[op.inputs[1]].data if len(op.inputs) > 1 else None
+        flags = [name for name in ("align_corners", "half_pixel_centers") if getattr(o, name)]
+        if size is not None:
+            flags.append("x".join(str(int(v)) for v in np.asarray(size).reshape(-1)))
+        return " ".join(flags)
+    if op.kind in ("ARG_MAX", "ARG_MIN", "MEAN", "EXPAND_DIMS") and len(op.inputs) > 1:
+        axis = tensors[op.inputs[1]].data
+        text = f"axis {np.asarray(axis).reshape(-1).tolist()}" if axis is not None else ""
+        extra = _non_default_fields(o)
+        return " ".join(p for p in (text, extra) if p)
+    return _non_default_fields(o)
+
+
+def _pair(prefix: str, height: int, width: int) -> str:
+    return f"{prefix}{height}" if height == width else f"{prefix}{height}x{width}"
+
+
+def _non_default_fields(options: Any) -> str:
+    if options is None or not dataclasses.is_dataclass(options):
+        return ""
+    defaults = type(options)()
+    parts = []
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        if value != getattr(defaults, f.name):
+            if f.name == "fused_activation_function":
+                parts.append(SHORT_ACTIVATIONS.get(value, value.lower()))
+            else:
+                parts.append(f"{f.name}={value}")
+    return " ".join(parts)
+
+
+def _tensor_row(tensor: TensorInfo) -> TensorRow:
+    q = tensor.quantization
+    if q is None:
+        quantization = "none"
+    elif q.per_channel:
+        quantization = f"per channel ({q.scale.size} scales, axis {q.quantized_dimension})"
+    else:
+        quantization = f"scale {float(q.scale[0]):.6g}, zero point {int(q.zero_point[0])}"
+    return TensorRow(tensor.index, tensor.name, tensor.shape, tensor.dtype.name, quantization)
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+def _count(n: int) -> str:
+    if n >= 1e9:
+        return f"{n / 1e9:.2f}G"
+    if n >= 1e6:
+        return f"{n / 1e6:.1f}M"
+    if n >= 1e3:
+        return f"{n / 1e3:.1f}k"
+    return str(n)
