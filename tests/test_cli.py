@@ -1,0 +1,124 @@
+"""The command line: segment and inspect, with their outputs parsed, and their errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from npdeeplab.cli import main
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "npdeeplab", *args], capture_output=True, text=True, cwd=cwd, timeout=300,
+        env={**os.environ},
+    )
+
+
+def one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line and not line.startswith("npdeeplab: compiling")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert lines[0].startswith("npdeeplab: error: ")
+    return lines[0]
+
+
+def test_segment_one_image(image_path, tmp_path):
+    result = run_cli("segment", str(image_path("astronaut.png")), "--overlay", "over.png", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("astronaut.png  ")
+    assert "person" in result.stdout
+    mask = Image.open(tmp_path / "astronaut_mask.png")
+    assert mask.mode == "P" and mask.size == (512, 512)
+    assert Image.open(tmp_path / "over.png").size == (512, 512)
+
+
+def test_segment_a_directory_and_files_as_json(image_path, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("astronaut.png", "chelsea.png"):
+        (folder / name).write_bytes(image_path(name).read_bytes())
+    code = main(["segment", str(folder), str(image_path("bird_segmentation.bmp")), "-o", str(tmp_path / "masks"),
+                 "--overlay", str(tmp_path / "overlays"), "--json"])
+    assert code == 0
+    reports = json.loads(capsys.readouterr().out)
+    assert [Path(r["image"]).name for r in reports] == ["astronaut.png", "chelsea.png", "bird_segmentation.bmp"]
+    for report in reports:
+        labels = np.asarray(Image.open(report["mask"]))
+        assert labels.shape == (report["height"], report["width"])
+        assert Path(report["overlay"]).is_file()
+        assert sum(c["share"] for c in report["classes"]) == pytest.approx(1.0, abs=1e-4)
+    assert reports[1]["classes"][0]["name"] == "cat"
+
+
+@pytest.mark.parametrize("case", ["missing", "text", "empty", "empty-dir", "bad-alpha", "bad-model"])
+def test_segment_bad_input_writes_nothing(case, tmp_path, image_path):
+    args = {
+        "missing": ["nope.png"],
+        "text": ["notes.txt"],
+        "empty": ["empty.png"],
+        "empty-dir": ["emptydir"],
+        "bad-alpha": [str(image_path("chelsea.png")), "--alpha", "2"],
+        "bad-model": [str(image_path("chelsea.png")), "--model", "no_such_model"],
+    }[case]
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "emptydir").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = run_cli("segment", *args, "--overlay", "over.png", cwd=tmp_path)
+    assert result.returncode == 2
+    line = one_error_line(result.stderr)
+    assert {"missing": "does not exist", "text": "not an image", "empty": "empty file",
+            "empty-dir": "holds no images", "bad-alpha": "--alpha", "bad-model": "no_such_model"}[case] in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_bad_image_among_good_ones_stops_before_writing(image_path, tmp_path, capsys):
+    (tmp_path / "bad.png").write_text("nope")
+    code = main(["segment", str(image_path("chelsea.png")), str(tmp_path / "bad.png"), "-o", str(tmp_path / "out")])
+    assert code == 2
+    assert not (tmp_path / "out").exists()
+    assert "bad.png" in capsys.readouterr().err
+
+
+def test_inspect_seed_model(capsys, seed_model_path):
+    assert main(["inspect", str(seed_model_path)]) == 0
+    text = capsys.readouterr().out
+    assert "70 ops" in text and "CONV_2D 38, DEPTHWISE_CONV_2D 17, ADD 10" in text
+    assert "3x3 s1 d2 SAME relu6" in text and "3x3 s1 d4 SAME relu6" in text  # the atrous convolutions
+    assert "align_corners 257x257" in text
+    assert "725.8M per inference" in text
+    assert main(["inspect", str(seed_model_path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["ops"]) == 70 and data["kinds"]["RESIZE_BILINEAR"] == 3
+    first = data["ops"][0]
+    assert first["macs"] == 129 * 129 * 16 * 3 * 3 * 3 and first["parameters"] == 16 * 27 + 16
+    assert data["peak_activation_bytes"] < 20e6
+
+
+def test_inspect_counts_every_parameter(seed_model_path):
+    from npdeeplab.loader import load_model
+    from npdeeplab.summary import summarize
+
+    model = load_model(seed_model_path)
+    weights = {i for op in model.main.ops if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D") for i in op.inputs[1:]}
+    assert summarize(seed_model_path).parameters == sum(model.main.tensors[i].size for i in weights)
+
+
+def test_inspect_a_model_it_cannot_run(shared_models_dir, capsys):
+    code = main(["inspect", str(shared_models_dir / "deeplabv3_mnv2_dm05_pascal_quant.tflite")])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "scale 0.0078125, zero point 128" in captured.out and "72 ops" in captured.out
+    assert captured.err.count("\n") == 1 and "QUANTIZE (op 65)" in captured.err
+
+
+def test_inspect_missing_file(tmp_path):
+    result = run_cli("inspect", str(tmp_path / "missing.tflite"), cwd=tmp_path)
+    assert result.returncode == 2 and "missing.tflite" in one_error_line(result.stderr)
