@@ -39,11 +39,11 @@ def kernel_table(backend: str) -> dict[str, Callable]:
         from npdeeplab.kernels.fast import NUMBA_KERNELS, needs_compiling, warm_up
 
         global _announced
-        if not _announced:
-            if needs_compiling():
-                print("npdeeplab: compiling Numba kernels for this machine (once; they are cached)...", file=sys.stderr)
+        if not _announced and needs_compiling():
+            # Compile everything now, once per machine, rather than stall in the middle of a run.
+            print("npdeeplab: compiling Numba kernels for this machine (once; they are cached)...", file=sys.stderr)
             warm_up()
-            _announced = True
+        _announced = True
         return {**NUMPY_KERNELS, **NUMBA_KERNELS}
     return NUMPY_KERNELS
 
