@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from npdeeplab.files import atomic_file
 
 
 def voc_palette(size: int = 256) -> np.ndarray:
@@ -41,16 +42,9 @@ def mask_image(labels: np.ndarray) -> Image.Image:
 
 def save_png(image: Image.Image, path: str | os.PathLike) -> Path:
     """Write a PNG atomically: a temporary file in the same directory, then a rename."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            image.save(f, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_file(path) as f:
+        image.save(f, format="PNG")
+    return Path(path)
 
 
 def save_mask_png(labels: np.ndarray, path: str | os.PathLike) -> Path:

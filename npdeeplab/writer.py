@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import numpy as np
 import tflite
 
 from npdeeplab.errors import ModelError
+from npdeeplab.files import atomic_file
 from npdeeplab.ir import Model, OpNode, Quantization, SignatureDef, Subgraph, TensorInfo
 from npdeeplab.loader import FILE_IDENTIFIER, TENSOR_DTYPES
 from npdeeplab.options import ENUM_FIELDS, camel
@@ -115,16 +115,9 @@ def save_model(model: Model, path: str | os.PathLike) -> Path:
 
 def write_atomically(path: str | os.PathLike, data: bytes) -> Path:
     """Write bytes to path so that readers see either the old file or the complete new one."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_file(path) as f:
+        f.write(data)
+    return Path(path)
 
 
 # --- buffers ------------------------------------------------------------------------------------
