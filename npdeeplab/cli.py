@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from npdeeplab.errors import NpDeepLabError
 
-COMMANDS = ("segment", "inspect", "extract", "bench")
+COMMANDS = ("segment", "inspect", "trace", "compare", "extract", "bench", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

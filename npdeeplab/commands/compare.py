@@ -1,0 +1,57 @@
+"""`npdeeplab compare MODEL [MODEL_B] [IMAGE|--random] [--reference litert|litert-ref] [--isolate]`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from npdeeplab.compare import DEFAULT_ATOL, DEFAULT_RTOL
+
+    parser = subparsers.add_parser(
+        "compare",
+        help="compare npdeeplab with LiteRT (or two models) op by op and find the first divergence",
+        description=(
+            "With one model: npdeeplab against LiteRT on the same input, op by op. With two models: both run "
+            "in npdeeplab, compared by op index when their structure matches, else by tensor name. Exit code 1 "
+            "when an op exceeds the tolerance |a-b| <= atol + rtol*|b|, 0 otherwise, 2 on bad input."
+        ),
+    )
+    parser.add_argument("models", nargs="+", metavar="MODEL [MODEL_B] [IMAGE]", help="one or two models, an image")
+    parser.add_argument("--random", action="store_true", help="feed random data instead of an image")
+    parser.add_argument("--seed", type=int, default=0, help="seed for --random")
+    parser.add_argument("--reference", choices=("litert", "litert-ref"), default="litert",
+                        help="LiteRT's optimised kernels without delegates (litert) or its reference kernels")
+    parser.add_argument("--isolate", action="store_true", help="feed every op the reference's own inputs")
+    parser.add_argument("--atol", type=float, default=DEFAULT_ATOL, help=f"absolute tolerance ({DEFAULT_ATOL:g})")
+    parser.add_argument("--rtol", type=float, default=DEFAULT_RTOL, help=f"relative tolerance ({DEFAULT_RTOL:g})")
+    parser.add_argument("--backend", choices=("auto", "numpy", "numba"), default=None)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from npdeeplab.compare import compare_models, compare_with_litert
+    from npdeeplab.errors import InputError
+    from npdeeplab.interpreter import Interpreter
+    from npdeeplab.trace import model_input
+    from npdeeplab.zoo import registry, resolve_model
+
+    models = [m for m in args.models if Path(m).suffix == ".tflite" or m in registry()]
+    images = [m for m in args.models if m not in models]
+    if not 1 <= len(models) <= 2 or len(images) > 1:
+        raise InputError("give one or two models (.tflite files or registry names) and at most one image")
+    if (not images) == (not args.random):
+        raise InputError("give an IMAGE or --random (one of them)")
+    if len(models) == 2 and (args.isolate or args.reference != "litert"):
+        raise InputError("--isolate and --reference compare against LiteRT: give one model")
+    first = Interpreter(model_path=resolve_model(models[0]), backend=args.backend)
+    x = model_input(first, images[0] if images else None, seed=args.seed)
+    if len(models) == 2:
+        result = compare_models(models[0], models[1], x, atol=args.atol, rtol=args.rtol, backend=args.backend)
+    else:
+        result = compare_with_litert(
+            first, x, reference=args.reference, isolate=args.isolate, atol=args.atol, rtol=args.rtol
+        )
+    print(result.to_text())
+    return 1 if result.exceeded else 0

@@ -1,0 +1,28 @@
+"""`npdeeplab report MODEL IMAGE -o report.html [--compare]`: one self-contained HTML page."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="write one self-contained HTML page: segmentation, graph, every op's output, errors",
+        description="Write an HTML report (images inline, no network needed to view it).",
+    )
+    parser.add_argument("model", help="registry name or .tflite path")
+    parser.add_argument("image", help="image to segment and trace")
+    parser.add_argument("-o", "--output", default="report.html", help="HTML file to write (report.html)")
+    parser.add_argument("--compare", action="store_true", help="add the per-op error table against LiteRT")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from npdeeplab.images import load_image
+    from npdeeplab.report import write_report
+
+    load_image(args.image)  # a bad image fails before anything is computed or written
+    path = write_report(args.model, args.image, args.output, compare=args.compare)
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,265 @@
+"""Compare npdeeplab op by op with LiteRT, or one model with another, and find the first op that
+goes wrong.
+
+Per op: max absolute error, max relative error (max |a - b| / max |b|, the error against the
+tensor's own scale), max ULP distance for floats or max LSB difference for integers, and cosine
+similarity. An op is over tolerance where any element has |a - b| > atol + rtol * |b|. The
+defaults, atol = rtol = 1e-4, sit above float32 reordering noise through a whole DeepLab
+(LiteRT's own optimised and reference kernels differ by up to 3.5e-5 on the seed model's logits)
+and far below a real bug.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from npdeeplab.backends import kernel_table
+from npdeeplab.errors import InputError, NpDeepLabError
+from npdeeplab.interpreter import Interpreter, OpCall
+from npdeeplab.ir import Model
+
+DEFAULT_ATOL = 1e-4
+DEFAULT_RTOL = 1e-4
+REFERENCES = ("litert", "litert-ref")
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    index: int
+    kind: str
+    tensor: str
+    shape: tuple[int, ...]
+    max_abs: float
+    max_rel: float
+    max_units: int  # ULPs (float) or LSBs (integer)
+    unit: str  # "ulp" or "lsb"
+    cosine: float
+    within: bool
+
+
+@dataclass
+class Comparison:
+    model: str
+    reference: str
+    rows: list[CompareRow]
+    atol: float
+    rtol: float
+    isolate: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def first_divergence(self) -> CompareRow | None:
+        return next((row for row in self.rows if not row.within), None)
+
+    @property
+    def exceeded(self) -> bool:
+        return self.first_divergence is not None
+
+    def summary(self) -> str:
+        first = self.first_divergence
+        if first is None:
+            return f"all {len(self.rows)} ops within tolerance"
+        return (
+            f"first divergence: op {first.index} {first.kind} (tensor {first.tensor!r}): max abs error "
+            f"{first.max_abs:.3g}, max rel error {first.max_rel:.3g}, {first.max_units} {first.unit}"
+        )
+
+    def to_text(self) -> str:
+        mode = "each op fed the reference's inputs" if self.isolate else "whole model"
+        lines = [
+            f"npdeeplab vs {self.reference} ({mode}); tolerance |a-b| <= {self.atol:g} + {self.rtol:g}*|b|",
+            f"{'':2}{'#':>3}  {'op':<20}{'output':<18}{'max abs':>10}{'max rel':>10}{'ulp/lsb':>10}{'cosine':>12}",
+        ]
+        first = self.first_divergence
+        for r in self.rows:
+            mark = "!!" if r is first else (" !" if not r.within else "  ")
+            shape = "[" + ",".join(map(str, r.shape)) + "]"
+            lines.append(
+                f"{mark}{r.index:>3}  {r.kind:<20}{shape:<18}{r.max_abs:>10.3g}{r.max_rel:>10.3g}"
+                f"{r.max_units:>10} {r.cosine:>11.8f}"
+            )
+        lines += [f"note: {n}" for n in self.notes]
+        lines.append(self.summary())
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        first = self.first_divergence
+        body = "".join(
+            f"<tr style='{'background:#fdd' if not r.within else ''}{';font-weight:bold' if r is first else ''}'>"
+            f"<td>{r.index}</td><td>{html.escape(r.kind)}</td><td>{r.max_abs:.3g}</td><td>{r.max_rel:.3g}</td>"
+            f"<td>{r.max_units} {r.unit}</td><td>{r.cosine:.8f}</td></tr>"
+            for r in self.rows
+        )
+        head = "".join(f"<th>{h}</th>" for h in ("#", "op", "max abs", "max rel", "ulp/lsb", "cosine"))
+        return f"<p>{html.escape(self.summary())}</p><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def ordered_int(values: np.ndarray) -> np.ndarray:
+    """float32 bit patterns on a line where adjacent floats differ by 1 (ULPs), as int64."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.int32).astype(np.int64)
+    return np.where(bits < 0, np.int64(-(2**31)) - bits, bits)
+
+
+Metrics = tuple[float, float, int, str, float, bool]
+
+
+def measure(ours: np.ndarray, theirs: np.ndarray, atol: float, rtol: float) -> Metrics:
+    """(max abs, max rel, max ulp/lsb, unit, cosine, within tolerance) of ours against theirs.
+
+    ULPs are counted where |theirs| >= atol: around zero, neighbouring floats are so dense that
+    a difference of 1e-12 spans a billion ULPs and says nothing.
+    """
+    if ours.shape != theirs.shape:
+        raise InputError(f"shapes differ: {list(ours.shape)} vs {list(theirs.shape)}")
+    a, b = ours.astype(np.float64), theirs.astype(np.float64)
+    difference = np.abs(a - b)
+    max_abs = float(difference.max()) if difference.size else 0.0
+    scale = float(np.abs(b).max()) if b.size else 0.0
+    max_rel = max_abs / scale if scale else (0.0 if max_abs == 0 else float("inf"))
+    if ours.dtype.kind == "f":
+        counted = np.abs(theirs) >= atol
+        distance = np.abs(ordered_int(ours[counted]) - ordered_int(theirs[counted]))
+        units, unit = (int(distance.max()) if distance.size else 0), "ulp"
+    else:
+        units, unit = int(max_abs), "lsb"
+    norms = float(np.linalg.norm(a) * np.linalg.norm(b))
+    cosine = float(np.dot(a.reshape(-1), b.reshape(-1)) / norms) if norms else (1.0 if max_abs == 0 else 0.0)
+    within = bool(np.all(difference <= atol + rtol * np.abs(b)))
+    return max_abs, max_rel, units, unit, cosine, within
+
+
+def collect_outputs(interpreter: Interpreter, inputs: list[np.ndarray]) -> dict[int, np.ndarray]:
+    """Every op's first output from one npdeeplab run, by op index (copies: the arena reuses memory)."""
+    found: dict[int, np.ndarray] = {}
+
+    def record(call: OpCall) -> None:
+        found[call.index] = call.outputs[0].copy()
+
+    interpreter.allocate_tensors()
+    for detail, value in zip(interpreter.get_input_details(), inputs, strict=True):
+        interpreter.set_tensor(detail["index"], value)
+    remove = interpreter.add_hook(record)
+    try:
+        interpreter.invoke()
+    finally:
+        remove()
+    return found
+
+
+def litert_tensors(model: str | os.PathLike | bytes, inputs: list[np.ndarray], reference: str) -> dict[int, np.ndarray]:
+    """Every tensor LiteRT computed, intermediates preserved, with its optimised or reference kernels."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter as LiteRT
+        from ai_edge_litert.interpreter import OpResolverType
+    except ImportError:
+        raise NpDeepLabError("comparing against LiteRT needs it installed: pip install ai-edge-litert") from None
+    resolver = {
+        "litert": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        "litert-ref": OpResolverType.BUILTIN_REF,
+    }[reference]
+    source = {"model_content": model} if isinstance(model, bytes) else {"model_path": str(model)}
+    interpreter = LiteRT(**source, experimental_op_resolver_type=resolver, experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    for detail, value in zip(interpreter.get_input_details(), inputs, strict=True):
+        interpreter.set_tensor(detail["index"], value)
+    interpreter.invoke()
+    return {
+        i: interpreter.get_tensor(i)
+        for op in interpreter._get_ops_details()
+        for i in [*op["inputs"], *op["outputs"]]
+        if i != -1
+    }
+
+
+def compare_with_litert(
+    model: str | os.PathLike | Model,
+    inputs: np.ndarray | list[np.ndarray],
+    *,
+    reference: str = "litert",
+    reference_model: str | os.PathLike | None = None,
+    isolate: bool = False,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    backend: str | None = None,
+) -> Comparison:
+    """npdeeplab against LiteRT op by op. LiteRT runs reference_model (default: the same file).
+
+    isolate: each npdeeplab op gets LiteRT's own input arrays, so an op's error is its own and not
+    inherited from the ops before it.
+    """
+    if reference not in REFERENCES:
+        raise InputError(f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)}")
+    inputs = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+    ours = model if isinstance(model, Interpreter) else _interpreter(model, backend)
+    source = reference_model if reference_model is not None else ours.model.source
+    if not Path(str(source)).is_file():
+        raise InputError("LiteRT needs the model as a file: give reference_model=")
+    theirs = litert_tensors(source, inputs, reference)
+    if isolate:
+        kernels = kernel_table(ours.backend)
+        outputs = {}
+        for step in ours.ops:
+            arguments = [None if i == -1 else theirs[i] for i in step.inputs]
+            outputs[step.op.index] = kernels[step.kernel](step.params, *arguments)
+    else:
+        outputs = collect_outputs(ours, inputs)
+    rows = []
+    for step in ours.ops:
+        index = step.op.outputs[0]
+        if step.op.index not in outputs or index not in theirs:
+            continue
+        rows.append(_row(step.op.index, step.op.kind, ours.tensors[index].name, outputs[step.op.index],
+                         theirs[index], atol, rtol))
+    name = "LiteRT (reference kernels)" if reference == "litert-ref" else "LiteRT (optimised kernels, no delegate)"
+    return Comparison(ours.model.source, name, rows, atol, rtol, isolate)
+
+
+def compare_models(
+    model_a: str | os.PathLike | Model,
+    model_b: str | os.PathLike | Model,
+    inputs: np.ndarray | list[np.ndarray],
+    *,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    backend: str | None = None,
+) -> Comparison:
+    """Two graphs in npdeeplab on the same input, op by op: matched by op index when both have
+    the same op kinds in the same order, else by output tensor name (B is the reference)."""
+    inputs = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+    a, b = _interpreter(model_a, backend), _interpreter(model_b, backend)
+    out_a, out_b = collect_outputs(a, inputs), collect_outputs(b, inputs)
+    same_structure = [s.op.kind for s in a.ops] == [s.op.kind for s in b.ops]
+    b_by_name = {b.tensors[s.op.outputs[0]].name: s.op.index for s in b.ops}
+    rows, notes = [], []
+    for step in a.ops:
+        name = a.tensors[step.op.outputs[0]].name
+        partner = step.op.index if same_structure else b_by_name.get(name)
+        if partner is None or partner not in out_b or step.op.index not in out_a:
+            continue
+        if out_a[step.op.index].shape != out_b[partner].shape:
+            notes.append(f"op {step.op.index} ({name!r}): shapes differ, not compared")
+            continue
+        rows.append(_row(step.op.index, step.op.kind, name, out_a[step.op.index], out_b[partner], atol, rtol))
+    matching = "op index" if same_structure else f"tensor name ({len(rows)} of {len(a.ops)} ops matched)"
+    notes.insert(0, f"ops matched by {matching}")
+    return Comparison(a.model.source, f"{b.model.source} (npdeeplab)", rows, atol, rtol, False, notes)
+
+
+def _row(
+    index: int, kind: str, name: str, ours: np.ndarray, theirs: np.ndarray, atol: float, rtol: float
+) -> CompareRow:
+    max_abs, max_rel, units, unit, cosine, within = measure(ours, theirs, atol, rtol)
+    return CompareRow(index, kind, name, tuple(ours.shape), max_abs, max_rel, units, unit, cosine, within)
+
+
+def _interpreter(model: str | os.PathLike | Model, backend: str | None) -> Interpreter:
+    if isinstance(model, Model):
+        return Interpreter(model=model, backend=backend)
+    from npdeeplab.zoo import resolve_model
+
+    return Interpreter(model_path=resolve_model(model), backend=backend)
