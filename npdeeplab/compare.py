@@ -204,7 +204,11 @@ def compare_with_litert(
         kernels = kernel_table(ours.backend)
         outputs = {}
         for step in ours.ops:
-            arguments = [None if i == -1 else theirs[i] for i in step.inputs]
+            # The reference's activations, but our own constants: a changed weight must show.
+            arguments = [
+                None if i == -1 else ours.tensors[i].data if ours.tensors[i].is_constant else theirs[i]
+                for i in step.inputs
+            ]
             outputs[step.op.index] = kernels[step.kernel](step.params, *arguments)
     else:
         outputs = collect_outputs(ours, inputs)
