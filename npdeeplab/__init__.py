@@ -20,4 +20,12 @@ def segment(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - a lazy re-export
     return _segment(*args, **kwargs)
 
 
-__all__ = ["Interpreter", "ModelError", "NpDeepLabError", "OpCall", "load_model", "segment", "__version__"]
+def compare(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - a lazy re-export
+    """Compare npdeeplab with LiteRT op by op; see npdeeplab.comparison.compare_with_litert (and
+    compare_models for two graphs)."""
+    from npdeeplab.comparison import compare_with_litert
+
+    return compare_with_litert(*args, **kwargs)
+
+
+__all__ = ["Interpreter", "ModelError", "NpDeepLabError", "OpCall", "load_model", "segment", "compare", "__version__"]

@@ -272,6 +272,12 @@ class Interpreter:
         """Tensor records with their current (possibly resized) shapes."""
         return tuple(self._runner.tensors)
 
+    def trace(self, inputs: Any, stop_after: int | None = None, keep_arrays: bool = False) -> Any:
+        """Run once and record every op's output statistics and time; see npdeeplab.trace."""
+        from npdeeplab.trace import trace
+
+        return trace(self, inputs, stop_after=stop_after, keep_arrays=keep_arrays)
+
     def add_hook(self, hook: Hook) -> Callable[[], None]:
         """Call hook(OpCall) after every op of every invoke; returns a function that removes it."""
         self._hooks.append(hook)

@@ -263,7 +263,7 @@ def _ops_section(traced: Trace) -> str:
 
 
 def _compare_section(interpreter: Interpreter, path: Path, x: np.ndarray) -> str:
-    from npdeeplab.compare import compare_with_litert, litert_tensors
+    from npdeeplab.comparison import compare_with_litert, litert_tensors
 
     comparison = compare_with_litert(interpreter, x, reference_model=path)
     theirs = litert_tensors(path, [x], "litert")

@@ -15,7 +15,7 @@ from PIL import Image
 
 import npdeeplab
 from npdeeplab.cli import main
-from npdeeplab.compare import compare_models, compare_with_litert, ordered_int
+from npdeeplab.comparison import compare_models, compare_with_litert, ordered_int
 from npdeeplab.loader import load_model
 from npdeeplab.trace import model_input, trace
 from npdeeplab.writer import save_model
@@ -170,3 +170,15 @@ def test_report_bad_image_writes_nothing(seed_model_path, tmp_path, capsys):
     (tmp_path / "bad.png").write_text("no")
     assert main(["report", str(seed_model_path), str(tmp_path / "bad.png"), "-o", str(tmp_path / "r.html")]) == 2
     assert not (tmp_path / "r.html").exists()
+
+
+def test_python_api(seed_model_path, litert):
+    it = npdeeplab.Interpreter(model_path=seed_model_path)
+    x = model_input(it, seed=5)
+    traced = it.trace(x, stop_after=2)
+    assert len(traced.rows) == 3 and "<table>" in traced._repr_html_()
+    result = npdeeplab.compare(it, x)
+    assert not result.exceeded and "all 70 ops within tolerance" in result._repr_html_()
+    from npdeeplab.summary import summarize
+
+    assert "<table>" in summarize(it)._repr_html_()

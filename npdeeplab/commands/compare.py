@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from npdeeplab.compare import DEFAULT_ATOL, DEFAULT_RTOL
+    from npdeeplab.comparison import DEFAULT_ATOL, DEFAULT_RTOL
 
     parser = subparsers.add_parser(
         "compare",
@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from npdeeplab.compare import compare_models, compare_with_litert
+    from npdeeplab.comparison import compare_models, compare_with_litert
     from npdeeplab.errors import InputError
     from npdeeplab.interpreter import Interpreter
     from npdeeplab.trace import model_input
