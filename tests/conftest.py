@@ -28,6 +28,24 @@ def require(condition: bool, reason: str) -> None:
         pytest.skip(reason)
 
 
+def shared_file(kind: str, filename: str) -> Path:
+    """A shared model or image ($NPDEEPLAB_MODELS / $NPDEEPLAB_IMAGES, default ../shared/<kind>)."""
+    variable = "NPDEEPLAB_MODELS" if kind == "models" else "NPDEEPLAB_IMAGES"
+    folder = _folder(variable, SHARED / kind)
+    found = folder is not None and (folder / filename).is_file()
+    require(found, f"{filename} not found (set {variable})")
+    return folder / filename
+
+
+def litert_module():
+    """ai_edge_litert.interpreter, for tests that are not fixtures' consumers (hypothesis, helpers)."""
+    try:
+        from ai_edge_litert import interpreter
+    except ImportError:
+        require(False, "LiteRT (ai-edge-litert) is not installed")
+    return interpreter
+
+
 def _folder(variable: str, fallback: Path) -> Path | None:
     for candidate in [*os.environ.get(variable, "").split(os.pathsep), str(fallback)]:
         if candidate and Path(candidate).is_dir():

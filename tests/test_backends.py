@@ -10,6 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import shared_file
 
 from npdeeplab.backends import kernel_table, numba_available, resolve_backend
 from npdeeplab.kernels.activation import SoftmaxParams
@@ -171,22 +172,9 @@ def test_everything_works_without_numba(image_path):
         print("ok", "numba" in sys.modules)
         """
     )
-    model = seed_model()
+    model = shared_file("models", "deeplabv3_257_mv_gpu.tflite")
     command = [sys.executable, "-c", script, str(model), str(image_path("chelsea.png"))]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok False"
 
-
-def seed_model():
-    from pathlib import Path
-
-    for folder in os.environ.get("NPDEEPLAB_MODELS", "").split(os.pathsep) + [
-        str(Path(__file__).resolve().parents[2] / "shared" / "models")
-    ]:
-        candidate = Path(folder) / "deeplabv3_257_mv_gpu.tflite" if folder else None
-        if candidate and candidate.is_file():
-            return candidate
-    if IN_CI:
-        pytest.fail("the seed model is missing: set NPDEEPLAB_MODELS", pytrace=False)
-    pytest.skip("the seed model is not available")

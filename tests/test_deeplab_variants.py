@@ -17,9 +17,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from conftest import BACKENDS
 
 from npdeeplab import Interpreter
-from npdeeplab.backends import numba_available
 from npdeeplab.builder import GraphBuilder
 
 try:
@@ -30,7 +30,6 @@ except ImportError:  # pragma: no cover - depends on the environment
         pytest.fail("ai-edge-litert does not import in CI; the DeepLab variants must be checked", pytrace=False)
     pytest.skip("ai-edge-litert is not installed", allow_module_level=True)
 
-BACKENDS = ["numpy"] + (["numba"] if numba_available() else [])
 CLASSES = 21
 TOLERANCE = 1e-4
 ARGMAX_AGREEMENT = 0.999

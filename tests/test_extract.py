@@ -6,54 +6,24 @@ that is the two-file bug report the command exists for.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import litert_module as litert
+from conftest import shared_file
 
 from npdeeplab import cli, load_model
 from npdeeplab.errors import InputError
 from npdeeplab.extract import capture, extract_ops, parse_op_range, random_inputs
 
-IN_CI = os.environ.get("CI") == "true"
 TOLERANCE = 1e-5  # x max(1, max|output|), npdeeplab vs LiteRT's reference kernels
-
-
-def shared_file(kind: str, filename: str) -> Path:
-    """A shared model or image ($NPDEEPLAB_MODELS / $NPDEEPLAB_IMAGES, default ../shared/...)."""
-    default = Path(__file__).resolve().parents[2] / "shared" / kind
-    variable = "NPDEEPLAB_MODELS" if kind == "models" else "NPDEEPLAB_IMAGES"
-    directories = [Path(d) for d in os.environ.get(variable, "").split(os.pathsep) if d] or [default]
-    for directory in directories:
-        if (directory / filename).is_file():
-            return directory / filename
-    message = f"{filename} not found in {', '.join(map(str, directories))} (set {variable})"
-    if IN_CI:
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
 def seed_model() -> Path:
     return shared_file("models", "deeplabv3_257_mv_gpu.tflite")
-
-
-def litert() -> Any:
-    try:
-        from ai_edge_litert import interpreter
-    except ImportError:
-        if IN_CI:
-            pytest.fail("ai-edge-litert does not import in CI", pytrace=False)
-        pytest.skip("ai-edge-litert is not installed")
-    return interpreter
-
-
-def npdeeplab(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    """The real CLI entry point, with only this command registered (the others are not under test)."""
-    monkeypatch.setattr(cli, "COMMANDS", ("extract",))
-    return cli.main(argv)
 
 
 def run_small_model_in_litert(model: Path, arrays: Any) -> dict[str, np.ndarray]:
@@ -79,11 +49,10 @@ def assert_reproduces(model: Path, npz: Path) -> list[str]:
     return sorted(outputs)
 
 
-def test_extract_dilated_depthwise_op_with_image_inputs(seed_model: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+def test_extract_dilated_depthwise_op_with_image_inputs(seed_model: Path, tmp_path: Path, capsys) -> None:
     image = shared_file("images", "bird_segmentation.bmp")
     out = tmp_path / "op37.tflite"
-    assert npdeeplab(["extract", str(seed_model), "--op", "37", "-o", str(out), "--dump-inputs", str(image)],
-                     monkeypatch) == 0
+    assert cli.main(["extract", str(seed_model), "--op", "37", "-o", str(out), "--dump-inputs", str(image)]) == 0
     assert "op 37 (DEPTHWISE_CONV_2D)" in capsys.readouterr().out
     small = load_model(out)
     (op,) = small.main.ops
@@ -96,10 +65,9 @@ def test_extract_dilated_depthwise_op_with_image_inputs(seed_model: Path, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["op37.npz", "op37.tflite"]
 
 
-def test_extract_range_with_random_inputs(seed_model: Path, tmp_path: Path, monkeypatch) -> None:
+def test_extract_range_with_random_inputs(seed_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "range.tflite"
-    assert npdeeplab(["extract", str(seed_model), "--op", "30:33", "-o", str(out), "--random", "--seed", "3"],
-                     monkeypatch) == 0
+    assert cli.main(["extract", str(seed_model), "--op", "30:33", "-o", str(out), "--random", "--seed", "3"]) == 0
     small = load_model(out)
     assert [op.kind for op in small.main.ops] == ["CONV_2D", "ADD", "CONV_2D", "DEPTHWISE_CONV_2D"]
     names = {small.main.tensors[i].name for i in small.main.outputs}
@@ -108,9 +76,9 @@ def test_extract_range_with_random_inputs(seed_model: Path, tmp_path: Path, monk
     assert_reproduces(out, tmp_path / "range.npz")
 
 
-def test_extract_without_dump_writes_only_the_model(seed_model: Path, tmp_path: Path, monkeypatch) -> None:
+def test_extract_without_dump_writes_only_the_model(seed_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "last.tflite"
-    assert npdeeplab(["extract", str(seed_model), "--op", "69", "-o", str(out)], monkeypatch) == 0
+    assert cli.main(["extract", str(seed_model), "--op", "69", "-o", str(out)]) == 0
     assert [p.name for p in tmp_path.iterdir()] == ["last.tflite"]
     original = load_model(seed_model)
     small = load_model(out)
@@ -124,34 +92,33 @@ def test_extract_without_dump_writes_only_the_model(seed_model: Path, tmp_path: 
     [("999", "op 999 is out of range"), ("5:2", "is empty"), ("x", "--op takes"), ("3:80", "op 80 is out of range")],
 )
 def test_bad_op_exits_2_with_one_line_and_no_file(
-    seed_model: Path, tmp_path: Path, monkeypatch, capsys, op: str, message: str
+    seed_model: Path, tmp_path: Path, capsys, op: str, message: str
 ) -> None:
     out = tmp_path / "bad.tflite"
-    assert npdeeplab(["extract", str(seed_model), "--op", op, "-o", str(out), "--random"], monkeypatch) == 2
+    assert cli.main(["extract", str(seed_model), "--op", op, "-o", str(out), "--random"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("npdeeplab: error: ") and message in err
     assert list(tmp_path.iterdir()) == []
 
 
-def test_unreadable_image_exits_2_and_writes_nothing(seed_model: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+def test_unreadable_image_exits_2_and_writes_nothing(seed_model: Path, tmp_path: Path, capsys) -> None:
     not_an_image = tmp_path / "notes.txt"
     not_an_image.write_text("hello")
     out = tmp_path / "op.tflite"
-    assert npdeeplab(["extract", str(seed_model), "--op", "3", "-o", str(out), "--dump-inputs", str(not_an_image)],
-                     monkeypatch) == 2
+    assert cli.main(["extract", str(seed_model), "--op", "3", "-o", str(out), "--dump-inputs", str(not_an_image)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
-def test_quantized_model_extracts_but_does_not_run(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_quantized_model_extracts_but_does_not_run(tmp_path: Path, capsys) -> None:
     """npdeeplab cannot run the uint8 model, but it can cut ops out of it for LiteRT."""
     model = shared_file("models", "deeplabv3_mnv2_dm05_pascal_quant.tflite")
     out = tmp_path / "q.tflite"
-    assert npdeeplab(["extract", str(model), "--op", "3", "-o", str(out)], monkeypatch) == 0
+    assert cli.main(["extract", str(model), "--op", "3", "-o", str(out)]) == 0
     x = load_model(out).main.tensors[load_model(out).main.inputs[0]]
     value = np.random.default_rng(0).integers(0, 256, x.shape).astype(np.uint8)
     assert run_small_model_in_litert(out, {x.name: value})
-    assert npdeeplab(["extract", str(model), "--op", "3", "-o", str(out), "--random"], monkeypatch) == 2
+    assert cli.main(["extract", str(model), "--op", "3", "-o", str(out), "--random"]) == 2
     assert "QUANTIZE" in capsys.readouterr().err
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tflite
+from conftest import litert_module, shared_file
 
 import npdeeplab
 import npdeeplab.writer as writer
@@ -16,29 +15,6 @@ from npdeeplab.builder import GraphBuilder
 from npdeeplab.errors import ModelError
 from npdeeplab.loader import load_model
 from npdeeplab.writer import write_model
-
-IN_CI = os.environ.get("CI") == "true"
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-
-
-def litert():
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        if IN_CI:
-            pytest.fail("LiteRT (ai-edge-litert) must be installed in CI", pytrace=False)
-        pytest.skip("LiteRT is not installed")
-    return Interpreter
-
-
-def model_path(name: str) -> Path:
-    folders = [f for f in os.environ.get("NPDEEPLAB_MODELS", "").split(os.pathsep) if f] + [str(SHARED / "models")]
-    for folder in folders:
-        if (Path(folder) / name).is_file():
-            return Path(folder) / name
-    if IN_CI:
-        pytest.fail(f"{name} is missing: set NPDEEPLAB_MODELS", pytrace=False)
-    pytest.skip(f"{name} is not available")
 
 
 def run(interpreter_class, content: bytes, x: np.ndarray) -> np.ndarray:
@@ -62,7 +38,7 @@ def small_model() -> GraphBuilder:
 
 def test_buffers_stored_after_the_flatbuffer_load_zero_copy_and_run_like_litert():
     """The >2 GB layout: buffers hold (offset, size) into the file instead of inline data."""
-    path = model_path("deeplabv3_257_mv_gpu.tflite")
+    path = shared_file("models", "deeplabv3_257_mv_gpu.tflite")
     original = load_model(path)
     content = write_model(original, external_buffers=True)
     root = tflite.Model.GetRootAsModel(content, 0)
@@ -74,8 +50,8 @@ def test_buffers_stored_after_the_flatbuffer_load_zero_copy_and_run_like_litert(
             np.testing.assert_array_equal(a.data, b.data)
             assert not b.data.flags.writeable
     x = np.random.default_rng(0).uniform(-1, 1, (1, 257, 257, 3)).astype(np.float32)
-    reference = run(litert(), path.read_bytes(), x)
-    np.testing.assert_array_equal(run(litert(), content, x), reference)
+    reference = run(litert_module().Interpreter, path.read_bytes(), x)
+    np.testing.assert_array_equal(run(litert_module().Interpreter, content, x), reference)
     assert np.abs(run(npdeeplab.Interpreter, content, x) - reference).max() < 1e-4
 
 
@@ -86,7 +62,7 @@ def test_an_external_buffer_past_the_end_of_the_file_is_refused():
 
 
 def test_metadata_entries_are_exposed_by_name():
-    quantized = load_model(model_path("deeplabv3_mnv2_dm05_pascal_quant.tflite"))
+    quantized = load_model(shared_file("models", "deeplabv3_mnv2_dm05_pascal_quant.tflite"))
     assert "min_runtime_version" in quantized.metadata
     assert quantized.metadata["min_runtime_version"].rstrip(b"\0").startswith(b"1.")
     g = small_model()
@@ -98,7 +74,7 @@ def test_signature_defs_work_like_litert():
     g = small_model()
     g.add_signature("serving_default", {"pixels": 0}, {"scores": g.outputs[0]})
     content = g.to_bytes()
-    ours, theirs = npdeeplab.Interpreter(model_content=content), litert()(model_content=content)
+    ours, theirs = npdeeplab.Interpreter(model_content=content), litert_module().Interpreter(model_content=content)
     assert ours.get_signature_list() == theirs.get_signature_list() == {
         "serving_default": {"inputs": ["pixels"], "outputs": ["scores"]}
     }
@@ -127,7 +103,8 @@ def test_operator_codes_from_before_schema_3a_use_the_deprecated_field(monkeypat
     assert root.OperatorCodes(0)._tab.Offset(10) == 0  # builtin_code absent: a naive reader sees 0, ADD
     assert load_model(content).main.ops[0].kind == "CONV_2D"
     x = np.random.default_rng(2).standard_normal((1, 9, 9, 3)).astype(np.float32)
-    np.testing.assert_allclose(run(npdeeplab.Interpreter, content, x), run(litert(), content, x), atol=1e-5)
+    expected = run(litert_module().Interpreter, content, x)
+    np.testing.assert_allclose(run(npdeeplab.Interpreter, content, x), expected, atol=1e-5)
 
 
 def test_an_omitted_optional_input_is_minus_one_and_runs():

@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import BACKENDS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from npdeeplab import Interpreter
-from npdeeplab.backends import numba_available
 from npdeeplab.builder import GraphBuilder
 from npdeeplab.errors import ModelError
 from npdeeplab.ops import SUPPORTED_OPS
@@ -50,7 +50,6 @@ SETTINGS = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-BACKENDS = ["numpy"] + (["numba"] if numba_available() else [])
 REF_TOLERANCE = 1e-5
 DEFAULT_TOLERANCE = 1e-4
 ACTIVATIONS = ("NONE", "RELU", "RELU_N1_TO_1", "RELU6", "TANH", "SIGN_BIT")

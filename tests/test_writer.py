@@ -7,13 +7,14 @@ identical outputs, and every field the IR holds survives a round trip.
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import tflite
+from conftest import litert_module as litert
+from conftest import shared_file
 
 from npdeeplab import Interpreter, load_model
 from npdeeplab.builder import OPTIONS_BY_KIND, GraphBuilder
@@ -22,32 +23,8 @@ from npdeeplab.ir import Model, Quantization
 from npdeeplab.options import ENUM_FIELDS, OPTION_CLASSES
 from npdeeplab.writer import save_model, write_model
 
-IN_CI = os.environ.get("CI") == "true"
 SEED_MODEL = "deeplabv3_257_mv_gpu.tflite"
 QUANT_MODEL = "deeplabv3_mnv2_dm05_pascal_quant.tflite"
-
-
-def shared_model(filename: str) -> Path:
-    """A shared model from $NPDEEPLAB_MODELS (default ../shared/models); skip, or fail in CI, if absent."""
-    default = Path(__file__).resolve().parents[2] / "shared" / "models"
-    directories = [Path(d) for d in os.environ.get("NPDEEPLAB_MODELS", "").split(os.pathsep) if d] or [default]
-    for directory in directories:
-        if (directory / filename).is_file():
-            return directory / filename
-    message = f"{filename} not found in {', '.join(map(str, directories))} (set NPDEEPLAB_MODELS)"
-    if IN_CI:
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
-def litert() -> Any:
-    try:
-        from ai_edge_litert import interpreter
-    except ImportError:
-        if IN_CI:
-            pytest.fail("ai-edge-litert does not import in CI", pytrace=False)
-        pytest.skip("ai-edge-litert is not installed")
-    return interpreter
 
 
 def differences(a: Any, b: Any, path: str = "model") -> list[str]:
@@ -83,7 +60,7 @@ def round_trip(model: Model) -> Model:
 
 @pytest.mark.parametrize("filename", [SEED_MODEL, QUANT_MODEL])
 def test_shared_models_round_trip(filename: str) -> None:
-    original = load_model(shared_model(filename))
+    original = load_model(shared_file("models", filename))
     data = write_model(original)
     assert differences(original, load_model(data)) == []
     assert write_model(load_model(data)) == data  # the writer is deterministic
@@ -92,7 +69,7 @@ def test_shared_models_round_trip(filename: str) -> None:
 @pytest.mark.parametrize("filename", [SEED_MODEL, QUANT_MODEL])
 def test_litert_runs_rewritten_models_to_identical_outputs(filename: str) -> None:
     interpreter = litert()
-    path = shared_model(filename)
+    path = shared_file("models", filename)
     model = load_model(path)
     rewritten = write_model(model)
     x = model.main.tensors[model.main.inputs[0]]
