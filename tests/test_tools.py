@@ -86,6 +86,13 @@ def test_two_model_mode_finds_the_planted_perturbation(seed_model_path, perturbe
     assert "ops matched by op index" in "\n".join(lines)
 
 
+def test_isolate_cli_against_litert_finds_the_perturbed_op(seed_model_path, perturbed, litert, capsys):
+    code = main(["compare", str(perturbed), "--random", "--isolate", "--reference-model", str(seed_model_path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 1 and lines[-1].startswith(f"first divergence: op {PERTURBED_OP} DEPTHWISE_CONV_2D")
+    assert [line[2:5].strip() for line in lines if line[:2] in ("!!", " !")] == [str(PERTURBED_OP)]
+
+
 def test_isolate_against_litert_blames_only_the_perturbed_op(seed_model_path, perturbed, litert):
     it = npdeeplab.Interpreter(model_path=perturbed)
     x = model_input(it, seed=3)

@@ -24,6 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--reference", choices=("litert", "litert-ref"), default="litert",
                         help="LiteRT's optimised kernels without delegates (litert) or its reference kernels")
     parser.add_argument("--isolate", action="store_true", help="feed every op the reference's own inputs")
+    parser.add_argument("--reference-model", metavar="PATH",
+                        help="the file LiteRT runs (default: MODEL itself), e.g. the original of a modified model")
     parser.add_argument("--atol", type=float, default=DEFAULT_ATOL, help=f"absolute tolerance ({DEFAULT_ATOL:g})")
     parser.add_argument("--rtol", type=float, default=DEFAULT_RTOL, help=f"relative tolerance ({DEFAULT_RTOL:g})")
     parser.add_argument("--backend", choices=("auto", "numpy", "numba"), default=None)
@@ -43,15 +45,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give one or two models (.tflite files or registry names) and at most one image")
     if (not images) == (not args.random):
         raise InputError("give an IMAGE or --random (one of them)")
-    if len(models) == 2 and (args.isolate or args.reference != "litert"):
+    if len(models) == 2 and (args.isolate or args.reference != "litert" or args.reference_model):
         raise InputError("--isolate and --reference compare against LiteRT: give one model")
     first = Interpreter(model_path=resolve_model(models[0]), backend=args.backend)
     x = model_input(first, images[0] if images else None, seed=args.seed)
     if len(models) == 2:
         result = compare_models(models[0], models[1], x, atol=args.atol, rtol=args.rtol, backend=args.backend)
     else:
+        reference_model = resolve_model(args.reference_model) if args.reference_model else None
         result = compare_with_litert(
-            first, x, reference=args.reference, isolate=args.isolate, atol=args.atol, rtol=args.rtol
+            first, x, reference=args.reference, reference_model=reference_model, isolate=args.isolate,
+            atol=args.atol, rtol=args.rtol,
         )
     print(result.to_text())
     return 1 if result.exceeded else 0
