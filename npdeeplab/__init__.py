@@ -6,26 +6,43 @@ quiet_waiting_threads()  # before NumPy loads OpenBLAS, where we are first
 
 # ruff: noqa: E402
 
+import os
+from typing import TYPE_CHECKING, Any
+
 from npdeeplab.errors import ModelError, NpDeepLabError
 from npdeeplab.interpreter import Interpreter, OpCall
 from npdeeplab.loader import load_model
 
+if TYPE_CHECKING:
+    from npdeeplab.comparison import Comparison
+    from npdeeplab.segmentation import SegmentationResult
+
 __version__ = "0.1.0"
 
 
-def segment(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - a lazy re-export
-    """Segment an image; see npdeeplab.segmentation.segment."""
+# segment() and compare() import their modules on first use, so that `import npdeeplab` stays
+# light (no Pillow, no progress bars) for people who only want the Interpreter.
+
+
+def segment(
+    image: Any,
+    model: str | os.PathLike = "deeplabv3_257_mv_gpu",
+    *,
+    backend: str | None = None,
+    interpreter: Interpreter | None = None,
+) -> "SegmentationResult":
+    """Segment an image (path, PIL image or HxWx3 uint8 array); see npdeeplab.segmentation.segment."""
     from npdeeplab.segmentation import segment as _segment
 
-    return _segment(*args, **kwargs)
+    return _segment(image, model, backend=backend, interpreter=interpreter)
 
 
-def compare(*args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - a lazy re-export
-    """Compare npdeeplab with LiteRT op by op; see npdeeplab.comparison.compare_with_litert (and
+def compare(model: Any, inputs: Any, **options: Any) -> "Comparison":
+    """npdeeplab against LiteRT op by op; see npdeeplab.comparison.compare_with_litert (and
     compare_models for two graphs)."""
     from npdeeplab.comparison import compare_with_litert
 
-    return compare_with_litert(*args, **kwargs)
+    return compare_with_litert(model, inputs, **options)
 
 
 __all__ = ["Interpreter", "ModelError", "NpDeepLabError", "OpCall", "load_model", "segment", "compare", "__version__"]
