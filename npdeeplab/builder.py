@@ -33,50 +33,10 @@ import numpy as np
 from npdeeplab.errors import ModelError
 from npdeeplab.ir import Model, OpNode, Quantization, SignatureDef, Subgraph, TensorInfo
 from npdeeplab.ops import PREPARERS, OpContext
-from npdeeplab.options import (
-    AddOptions,
-    ArgMaxOptions,
-    ArgMinOptions,
-    ConcatenationOptions,
-    Conv2DOptions,
-    DepthwiseConv2DOptions,
-    MulOptions,
-    Pool2DOptions,
-    ReducerOptions,
-    ReshapeOptions,
-    ResizeBilinearOptions,
-    ResizeNearestNeighborOptions,
-    SoftmaxOptions,
-    SqueezeOptions,
-    StridedSliceOptions,
-    SubOptions,
-)
+from npdeeplab.options import OPTIONS_FOR_KIND
 from npdeeplab.writer import save_model, write_model
 
 # The options table each op kind carries in converted models (kinds not listed take none).
-OPTIONS_BY_KIND: dict[str, type] = {
-    "CONV_2D": Conv2DOptions,
-    "DEPTHWISE_CONV_2D": DepthwiseConv2DOptions,
-    "AVERAGE_POOL_2D": Pool2DOptions,
-    "MAX_POOL_2D": Pool2DOptions,
-    "ADD": AddOptions,
-    "SUB": SubOptions,
-    "MUL": MulOptions,
-    "CONCATENATION": ConcatenationOptions,
-    "RESIZE_BILINEAR": ResizeBilinearOptions,
-    "RESIZE_NEAREST_NEIGHBOR": ResizeNearestNeighborOptions,
-    "ARG_MAX": ArgMaxOptions,
-    "ARG_MIN": ArgMinOptions,
-    "RESHAPE": ReshapeOptions,
-    "SQUEEZE": SqueezeOptions,
-    "MEAN": ReducerOptions,
-    "SUM": ReducerOptions,
-    "REDUCE_MAX": ReducerOptions,
-    "REDUCE_MIN": ReducerOptions,
-    "REDUCE_PROD": ReducerOptions,
-    "STRIDED_SLICE": StridedSliceOptions,
-    "SOFTMAX": SoftmaxOptions,
-}
 
 QuantizationLike = Quantization | tuple[Any, Any] | tuple[Any, Any, int] | None
 
@@ -239,7 +199,7 @@ class GraphBuilder:
         return tensor.index
 
     def _options(self, kind: str, options: Any, fields: dict[str, Any]) -> Any:
-        cls = OPTIONS_BY_KIND.get(kind)
+        cls = OPTIONS_FOR_KIND.get(kind)
         if options is not None:
             return dataclasses.replace(options, **fields) if fields else options
         if cls is None:

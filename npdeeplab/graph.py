@@ -6,8 +6,9 @@ import dataclasses
 from collections.abc import Mapping
 
 from npdeeplab.errors import ModelError
-from npdeeplab.ir import Subgraph, TensorInfo
+from npdeeplab.ir import OpNode, Subgraph, TensorInfo
 from npdeeplab.ops import PREPARERS, SUPPORTED_OPS, OpContext, PreparedOp
+from npdeeplab.options import OPTIONS_FOR_KIND, OPTIONS_REQUIRED
 
 
 def check_supported(graph: Subgraph) -> None:
@@ -45,7 +46,7 @@ def prepare_graph(
     prepared = []
     for op in graph.ops:
         _check_inputs_ready(op, tensors, ready)
-        step = PREPARERS[op.kind](OpContext(op, tensors))
+        step = PREPARERS[op.kind](OpContext(with_options(op), tensors))
         if len(step.output_shapes) != len(op.outputs):
             raise ModelError(f"{op.describe()}: expected {len(step.output_shapes)} outputs, got {len(op.outputs)}")
         for position, (index, shape, dtype) in enumerate(
@@ -68,7 +69,20 @@ def prepare_graph(
     return prepared, tensors
 
 
-def _check_inputs_ready(op: object, tensors: list[TensorInfo], ready: set[int]) -> None:
+def with_options(op: OpNode) -> OpNode:
+    """The op with the options table its kind needs: defaults where the file has none and they
+    make a valid op (as LiteRT's parser does), a ModelError where they do not or the table is
+    another kind's."""
+    expected = OPTIONS_FOR_KIND.get(op.kind)
+    if expected is None or isinstance(op.options, expected):
+        return op
+    if op.options is None and op.kind not in OPTIONS_REQUIRED:
+        return dataclasses.replace(op, options=expected())
+    got = "no options table" if op.options is None else f"a {type(op.options).__name__} table"
+    raise ModelError(f"{op.describe()}: expected {expected.__name__}, the file has {got}")
+
+
+def _check_inputs_ready(op: OpNode, tensors: list[TensorInfo], ready: set[int]) -> None:
     for position, index in enumerate(op.inputs):
         if index != -1 and index not in ready:
             raise ModelError(

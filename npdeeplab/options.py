@@ -136,6 +136,32 @@ OPTION_CLASSES: dict[str, type] = {
         SoftmaxOptions,
     )
 }
+# The options table each op kind carries in the schema.
+OPTIONS_FOR_KIND: dict[str, type] = {
+    "CONV_2D": Conv2DOptions,
+    "DEPTHWISE_CONV_2D": DepthwiseConv2DOptions,
+    "AVERAGE_POOL_2D": Pool2DOptions,
+    "MAX_POOL_2D": Pool2DOptions,
+    "ADD": AddOptions,
+    "SUB": SubOptions,
+    "MUL": MulOptions,
+    "CONCATENATION": ConcatenationOptions,
+    "RESIZE_BILINEAR": ResizeBilinearOptions,
+    "RESIZE_NEAREST_NEIGHBOR": ResizeNearestNeighborOptions,
+    "ARG_MAX": ArgMaxOptions,
+    "ARG_MIN": ArgMinOptions,
+    "RESHAPE": ReshapeOptions,
+    "SQUEEZE": SqueezeOptions,
+    "MEAN": ReducerOptions,
+    "SUM": ReducerOptions,
+    "REDUCE_MAX": ReducerOptions,
+    "REDUCE_MIN": ReducerOptions,
+    "REDUCE_PROD": ReducerOptions,
+    "STRIDED_SLICE": StridedSliceOptions,
+    "SOFTMAX": SoftmaxOptions,
+}
+# Kinds whose default options are not a valid op (stride 0, no window): a missing table is an error.
+OPTIONS_REQUIRED = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"})
 UNION_NAMES = {v: k for k, v in vars(tflite.BuiltinOptions).items() if not k.startswith("_")}
 
 

@@ -17,7 +17,7 @@ from npdeeplab.builder import GraphBuilder
 from npdeeplab.cli import main
 from npdeeplab.errors import InputError, ModelError, ModelNotFoundError
 from npdeeplab.loader import load_model
-from npdeeplab.options import Conv2DOptions
+from npdeeplab.options import AddOptions, Conv2DOptions
 from npdeeplab.writer import write_model
 
 RNG = np.random.default_rng(7)
@@ -199,3 +199,46 @@ def test_cli_unsupported_ops_in_process(tmp_path, capsys):
     assert main(["inspect", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "SVDF (op 1)" in err
+
+
+@pytest.mark.parametrize(
+    "kind, options",
+    [("CONV_2D", None), ("CONV_2D", AddOptions()), ("DEPTHWISE_CONV_2D", None), ("AVERAGE_POOL_2D", None)],
+)
+def test_missing_or_foreign_options_tables(litert, kind, options):
+    """LiteRT refuses these (stride 0 from the defaults); so must we, with a ModelError, not a crash."""
+    g = GraphBuilder()
+    x = g.add_input("image", (1, 8, 8, 3))
+    if kind == "AVERAGE_POOL_2D":
+        g.mark_outputs(g.add_op(kind, [x], filter_height=2, filter_width=2))
+    else:
+        weights = (4, 3, 3, 3) if kind == "CONV_2D" else (1, 3, 3, 3)
+        w = g.add_constant("weights", RNG.standard_normal(weights).astype(np.float32))
+        b = g.add_constant("bias", RNG.standard_normal(weights[0] if kind == "CONV_2D" else 3).astype(np.float32))
+        g.mark_outputs(g.add_op(kind, [x, w, b]))
+    content = write_model(with_op(g.build(), options=options))
+    with pytest.raises(RuntimeError, match="> 0 was not true"):
+        litert[0](model_content=content).allocate_tensors()
+    message = load_error(content)
+    assert message.startswith(f"op 0 ({kind}): expected ") and "options" in message.lower()
+
+
+def test_a_dilation_litert_refuses_is_refused_at_load(litert):
+    model = with_op(conv_model().build(), options=Conv2DOptions(dilation_h_factor=2**24))
+    content = write_model(model)
+    resolver = litert[1].BUILTIN_REF  # XNNPACK takes the op and skips the check; LiteRT's own kernel refuses it
+    with pytest.raises(RuntimeError, match="INT16_MAX"):
+        litert[0](model_content=content, experimental_op_resolver_type=resolver).allocate_tensors()
+    assert "dilation (16777216, 1) is over 32767" in load_error(content)
+
+
+def test_options_missing_where_defaults_are_valid_are_filled_in():
+    """An ADD without its table is an ADD with no activation, as LiteRT's parser reads it."""
+    g = GraphBuilder()
+    x = g.add_input("x", (1, 4))
+    g.mark_outputs(g.add_op("ADD", [x, g.add_constant("one", np.ones((1, 4), np.float32))]))
+    it = npdeeplab.Interpreter(model_content=write_model(with_op(g.build(), options=None)))
+    it.allocate_tensors()
+    it.set_tensor(0, np.full((1, 4), -3, np.float32))
+    it.invoke()
+    assert it.get_tensor(it.get_output_details()[0]["index"]).tolist() == [[-2.0] * 4]

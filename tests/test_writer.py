@@ -17,10 +17,10 @@ from conftest import litert_module as litert
 from conftest import shared_file
 
 from npdeeplab import Interpreter, load_model
-from npdeeplab.builder import OPTIONS_BY_KIND, GraphBuilder
+from npdeeplab.builder import GraphBuilder
 from npdeeplab.errors import ModelError
 from npdeeplab.ir import Model, Quantization
-from npdeeplab.options import ENUM_FIELDS, OPTION_CLASSES
+from npdeeplab.options import ENUM_FIELDS, OPTION_CLASSES, OPTIONS_FOR_KIND
 from npdeeplab.writer import save_model, write_model
 
 SEED_MODEL = "deeplabv3_257_mv_gpu.tflite"
@@ -146,7 +146,7 @@ def non_default_options(cls: type) -> Any:
 
 
 def test_every_options_class_round_trips() -> None:
-    kinds = {cls.__name__: kind for kind, cls in reversed(list(OPTIONS_BY_KIND.items()))}
+    kinds = {cls.__name__: kind for kind, cls in reversed(list(OPTIONS_FOR_KIND.items()))}
     assert set(kinds) == set(OPTION_CLASSES)
     b = GraphBuilder()
     x = b.add_input("x", (2, 3))

@@ -8,6 +8,8 @@ from npdeeplab.kernels.pool import PoolParams
 from npdeeplab.kernels.windows import Window
 from npdeeplab.ops.base import OpContext, PreparedOp, register
 
+MAX_DILATION = 2**15 - 1  # LiteRT: dilation_*_factor <= INT16_MAX
+
 
 def output_size_and_padding(
     size: int, filter_size: int, stride: int, dilation: int, padding: str
@@ -32,6 +34,8 @@ def make_window(
     o = ctx.options
     if o.padding not in ("SAME", "VALID"):
         ctx.fail(f"unknown padding {o.padding}")
+    if max(dilation_h, dilation_w) > MAX_DILATION:
+        ctx.fail(f"dilation ({dilation_h}, {dilation_w}) is over {MAX_DILATION}, the most LiteRT accepts")
     if min(o.stride_h, o.stride_w, dilation_h, dilation_w, filter_h, filter_w) < 1:
         ctx.fail(
             f"strides ({o.stride_h}, {o.stride_w}), dilations ({dilation_h}, {dilation_w}) and filter size "
