@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from npdeeplab.backends import numba_available
+from npdeeplab.extract import random_array
 from npdeeplab.interpreter import Interpreter
 from npdeeplab.threads import default_threads
 
@@ -125,14 +126,7 @@ def make_feed(interpreter: object) -> Callable[[], None]:
     interpreter.allocate_tensors()
     feeds = []
     for detail in interpreter.get_input_details():
-        dtype = np.dtype(detail["dtype"])
-        shape = tuple(detail["shape"])
-        if dtype.kind == "f":
-            value = rng.uniform(-1, 1, shape).astype(dtype)
-        else:
-            info = np.iinfo(dtype)
-            value = rng.integers(max(info.min, -128), min(info.max, 255), shape, endpoint=True).astype(dtype)
-        feeds.append((detail["index"], value))
+        feeds.append((detail["index"], random_array(rng, tuple(detail["shape"]), detail["dtype"])))
 
     def feed() -> None:
         for index, value in feeds:

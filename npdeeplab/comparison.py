@@ -186,8 +186,10 @@ def compare_with_litert(
     atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
     backend: str | None = None,
+    reference_tensors: dict[int, np.ndarray] | None = None,
 ) -> Comparison:
-    """npdeeplab against LiteRT op by op. LiteRT runs reference_model (default: the same file).
+    """npdeeplab against LiteRT op by op. LiteRT runs reference_model (default: the same file),
+    unless reference_tensors already holds its tensors from litert_tensors() on these inputs.
 
     isolate: each npdeeplab op gets LiteRT's own input arrays, so an op's error is its own and not
     inherited from the ops before it.
@@ -199,7 +201,7 @@ def compare_with_litert(
     source = reference_model if reference_model is not None else ours.model.source
     if not Path(str(source)).is_file():
         raise InputError("LiteRT needs the model as a file: give reference_model=")
-    theirs = litert_tensors(source, inputs, reference)
+    theirs = reference_tensors if reference_tensors is not None else litert_tensors(source, inputs, reference)
     if isolate:
         kernels = kernel_table(ours.backend)
         outputs = {}

@@ -158,17 +158,17 @@ def dumped_arrays(extraction: Extraction, captured: Mapping[int, np.ndarray]) ->
 def random_inputs(model: Model, seed: int = 0) -> list[np.ndarray]:
     """One random array per graph input: floats in [-1, 1], integers over their type's range."""
     rng = np.random.default_rng(seed)
-    arrays = []
-    for index in model.main.inputs:
-        tensor = model.main.tensors[index]
-        if tensor.dtype.kind == "f":
-            arrays.append(rng.uniform(-1, 1, tensor.shape).astype(tensor.dtype))
-        elif tensor.dtype.kind in "iu":
-            info = np.iinfo(tensor.dtype)
-            arrays.append(rng.integers(info.min, info.max, tensor.shape, endpoint=True).astype(tensor.dtype))
-        else:
-            arrays.append(rng.integers(0, 2, tensor.shape).astype(tensor.dtype))
-    return arrays
+    return [random_array(rng, model.main.tensors[i].shape, model.main.tensors[i].dtype) for i in model.main.inputs]
+
+
+def random_array(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return rng.uniform(-1, 1, shape).astype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+    return rng.integers(0, 2, shape).astype(dtype)
 
 
 def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path:

@@ -180,7 +180,7 @@ def build_report(model: str | os.PathLike, image: str | os.PathLike, compare: bo
         ("ops", "Every op", _ops_section(traced)),
     ]
     if compare:
-        sections.append(("compare", "Against LiteRT", _compare_section(interpreter, path, x)))
+        sections.append(("compare", "Against LiteRT", _compare_section(interpreter, path, x, traced)))
     return _page(Path(path).name, Path(str(image)).name, sections)
 
 
@@ -262,15 +262,15 @@ def _ops_section(traced: Trace) -> str:
     )
 
 
-def _compare_section(interpreter: Interpreter, path: Path, x: np.ndarray) -> str:
+def _compare_section(interpreter: Interpreter, path: Path, x: np.ndarray, traced: Trace) -> str:
     from npdeeplab.comparison import compare_with_litert, litert_tensors
+    from npdeeplab.trace import dump_key
 
-    comparison = compare_with_litert(interpreter, x, reference_model=path)
     theirs = litert_tensors(path, [x], "litert")
-    output = interpreter.get_output_details()[0]["index"]
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
-    interpreter.invoke()
-    difference = np.abs(interpreter.get_tensor(output) - theirs[output])
+    comparison = compare_with_litert(interpreter, x, reference_model=path, reference_tensors=theirs)
+    last = traced.rows[-1]  # the op that writes the logits
+    ours = traced.arrays[dump_key(last.index, last.kind, last.tensor)]
+    difference = np.abs(ours - theirs[last.tensor])
     while difference.ndim > 2:
         difference = difference.max(axis=-1) if difference.ndim == 3 else difference[0]
     heat = heat_map(difference)

@@ -157,14 +157,11 @@ def trace(
 
 def model_input(interpreter: Interpreter, image: Any = None, seed: int = 0) -> np.ndarray:
     """The model's input for an image (preprocessed as for segmentation), or random data of the right kind."""
-    detail = interpreter.get_input_details()[0]
-    shape, dtype = tuple(int(d) for d in detail["shape"]), np.dtype(detail["dtype"])
     if image is None:
-        rng = np.random.default_rng(seed)
-        if dtype.kind == "f":
-            return rng.uniform(-1, 1, shape).astype(dtype)
-        info = np.iinfo(dtype)
-        return rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+        from npdeeplab.extract import random_array
+
+        detail = interpreter.get_input_details()[0]
+        return random_array(np.random.default_rng(seed), tuple(int(d) for d in detail["shape"]), detail["dtype"])
     from npdeeplab.images import load_image, to_model_input
     from npdeeplab.segmentation import model_spec
     from npdeeplab.zoo import entry_for_path

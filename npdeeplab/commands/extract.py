@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from npdeeplab.errors import ImageError, InputError
+from npdeeplab.errors import InputError
 from npdeeplab.extract import Extraction, capture, dumped_arrays, extract_ops, parse_op_range, random_inputs, save_npz
+from npdeeplab.images import load_image, to_model_input
 from npdeeplab.ir import Model
 from npdeeplab.loader import load_model
 from npdeeplab.writer import write_atomically, write_model
+from npdeeplab.zoo import entry_for_path, registry, resolve_model
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -42,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model_path = _resolve(args.model)
+    model_path = resolve_model(args.model)
     model = load_model(model_path)
     first, last = parse_op_range(args.op, len(model.main.ops))
     part = extract_ops(model, first, last)
@@ -63,51 +65,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def image_input(image: Path, model: Model, name: str) -> np.ndarray:
-    """The model's input for an image: resized to the input size, normalised as the registry says.
-
-    Models outside the registry get (pixel - 127.5) / 127.5 for float inputs, raw pixels otherwise.
-    """
-    if len(model.main.inputs) != 1 or len(model.main.tensors[model.main.inputs[0]].shape) != 4:
+    """The model's input for an image, preprocessed as `segment` does: stretched to the input
+    size and normalised as the registry says ((pixel - 127.5) / 127.5 for other float models)."""
+    graph = model.main
+    if len(graph.inputs) != 1 or len(graph.tensors[graph.inputs[0]].shape) != 4:
         raise InputError("--dump-inputs needs a model with one [1, H, W, C] image input; use --random")
-    tensor = model.main.tensors[model.main.inputs[0]]
-    _, height, width, channels = tensor.shape
-    entry = _registry_entry(name)
+    tensor = graph.tensors[graph.inputs[0]]
+    entry = registry().get(name) or entry_for_path(name)
     mean, std = (entry.mean, entry.std) if entry is not None else (127.5, 127.5)
-    try:
-        from PIL import Image
-
-        with Image.open(image) as opened:
-            picture = opened.convert("RGB")
-    except (OSError, ValueError) as error:
-        raise ImageError(f"cannot read image {image}: {error}") from None
-    try:
-        from npdeeplab.images import to_model_input  # the segmentation pipeline's own preprocessing
-
-        value = np.asarray(to_model_input(picture, (height, width), tensor.dtype, mean, std))
-        return value.astype(tensor.dtype, copy=False).reshape(tensor.shape)
-    except (ImportError, TypeError):  # no pipeline here (or another signature): the same steps, locally
-        pass
-    resized = picture.convert("RGB" if channels == 3 else "L").resize((width, height), Image.BILINEAR)
-    array = np.asarray(resized, dtype=np.float32).reshape(tensor.shape)
-    if tensor.dtype.kind == "f":
-        return ((array - mean) / std).astype(tensor.dtype)
-    return array.astype(tensor.dtype)
-
-
-def _resolve(name: str) -> Path:
-    try:
-        from npdeeplab.zoo import resolve_model
-    except ImportError:  # the registry is optional for a plain path
-        return Path(name)
-    return resolve_model(name)
-
-
-def _registry_entry(name: str) -> object | None:
-    try:
-        from npdeeplab.zoo import entry_for_path, registry
-    except ImportError:
-        return None
-    return registry().get(name) or entry_for_path(name)
+    value = to_model_input(load_image(image), tensor.shape[1:3], tensor.dtype, mean, std)
+    return value.reshape(tensor.shape)
 
 
 def _summary(part: Extraction, path: Path, size: int) -> str:
