@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from npdeeplab.kernels.activation import clamp
-from npdeeplab.kernels.windows import Window, pad_for_window, tap
+from npdeeplab.kernels.windows import Window, pad_for_window, row_bands, tap
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,16 @@ def depthwise_conv2d(p: ConvParams, x: np.ndarray, w: np.ndarray, b: np.ndarray 
         x = np.repeat(x, multiplier, axis=3)  # output channel oc reads input channel oc // m
     padded = pad_for_window(x, win)
     out = np.zeros((x.shape[0], win.out_h, win.out_w, w.shape[3]), dtype=np.float32)
-    for ky in range(win.filter_h):
-        for kx in range(win.filter_w):
-            out += tap(padded, win, ky, kx) * w[0, ky, kx]
+    # Each tap's weights repeated along a whole output row, so that every multiply below runs
+    # over rows of W*C contiguous values instead of C at a time.
+    row_weights = np.ascontiguousarray(np.broadcast_to(w[0, :, :, None, :], (*w.shape[1:3], *out.shape[2:])))
+    bands = row_bands(out)
+    product = np.empty_like(out[:, bands[0]])
+    for rows in bands:
+        band, band_product = out[:, rows], product[:, : rows.stop - rows.start]
+        for ky in range(win.filter_h):
+            for kx in range(win.filter_w):
+                band += np.multiply(tap(padded, win, ky, kx)[:, rows], row_weights[ky, kx], out=band_product)
     if b is not None:
         out += b
     return clamp(out, p.act_min, p.act_max)

@@ -41,21 +41,27 @@ def bilinear_taps(
 
 
 def resize_bilinear(p: ResizeParams, x: np.ndarray) -> np.ndarray:
-    """Blend the two nearest source rows, then the two nearest source columns.
+    """Blend the two nearest source columns, then the two nearest rows of that result.
 
     TFLite's reference evaluates the same polynomial as one four-term sum,
-    v00*(1-dy)*(1-dx) + v10*dy*(1-dx) + v01*(1-dy)*dx + v11*dy*dx; doing rows first works on
-    arrays a fraction of the output's size and differs from it only in float rounding. The Numba
-    twin keeps TFLite's order exactly.
+    v00*(1-dy)*(1-dx) + v10*dy*(1-dx) + v01*(1-dy)*dx + v11*dy*dx; doing columns first works on
+    an array a fraction of the output's size, and the row blend then scales whole rows of W*C
+    values by one weight each. It differs from TFLite only in float rounding; the Numba twin
+    keeps TFLite's order exactly.
     """
-    y0, y1, dy = bilinear_taps(x.shape[1], p.out_h, p.align_corners, p.half_pixel_centers)
-    x0, x1, dx = bilinear_taps(x.shape[2], p.out_w, p.align_corners, p.half_pixel_centers)
+    n, height, width, channels = x.shape
+    y0, y1, dy = bilinear_taps(height, p.out_h, p.align_corners, p.half_pixel_centers)
+    x0, x1, dx = bilinear_taps(width, p.out_w, p.align_corners, p.half_pixel_centers)
     one = np.float32(1)
-    dy = dy[None, :, None, None]
     dx = dx[None, None, :, None]
-    rows = np.take(x, y0, axis=1) * (one - dy) + np.take(x, y1, axis=1) * dy
-    out = np.take(rows, x0, axis=2) * (one - dx) + np.take(rows, x1, axis=2) * dx
-    return out.astype(x.dtype, copy=False)
+    columns = np.take(x, x0, axis=2) * (one - dx) + np.take(x, x1, axis=2) * dx
+    rows = columns.reshape(n, height, p.out_w * channels)  # each source row as one long vector
+    out = np.take(rows, y0, axis=1)
+    out *= (one - dy)[None, :, None]
+    lower = np.take(rows, y1, axis=1)
+    lower *= dy[None, :, None]
+    out += lower
+    return out.reshape(n, p.out_h, p.out_w, channels).astype(x.dtype, copy=False)
 
 
 def nearest_indices(in_size: int, out_size: int, align_corners: bool, half_pixel_centers: bool) -> np.ndarray:
