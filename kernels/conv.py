@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from npdeeplab.kernels.activation import clamp
-from npdeeplab.kernels.windows import Window, pad_for_window, row_bands, tap
+from npdeeplab.kernels.bands import row_bands
+from npdeeplab.kernels.windows import Window, pad_for_window, tap
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from npdeeplab.kernels.bands import row_bands
+
 
 @dataclass(frozen=True)
 class ResizeParams:
@@ -46,8 +48,8 @@ def resize_bilinear(p: ResizeParams, x: np.ndarray) -> np.ndarray:
     TFLite's reference evaluates the same polynomial as one four-term sum,
     v00*(1-dy)*(1-dx) + v10*dy*(1-dx) + v01*(1-dy)*dx + v11*dy*dx; doing columns first works on
     an array a fraction of the output's size, and the row blend then scales whole rows of W*C
-    values by one weight each. It differs from TFLite only in float rounding; the Numba twin
-    keeps TFLite's order exactly.
+    values by one weight each, band by band. It differs from TFLite only in float rounding; the
+    Numba twin keeps TFLite's order exactly.
     """
     n, height, width, channels = x.shape
     y0, y1, dy = bilinear_taps(height, p.out_h, p.align_corners, p.half_pixel_centers)
@@ -56,12 +58,14 @@ def resize_bilinear(p: ResizeParams, x: np.ndarray) -> np.ndarray:
     dx = dx[None, None, :, None]
     columns = np.take(x, x0, axis=2) * (one - dx) + np.take(x, x1, axis=2) * dx
     rows = columns.reshape(n, height, p.out_w * channels)  # each source row as one long vector
-    out = np.take(rows, y0, axis=1)
-    out *= (one - dy)[None, :, None]
-    lower = np.take(rows, y1, axis=1)
-    lower *= dy[None, :, None]
-    out += lower
-    return out.reshape(n, p.out_h, p.out_w, channels).astype(x.dtype, copy=False)
+    out = np.empty((n, p.out_h, p.out_w * channels), dtype=x.dtype)
+    for band in row_bands(out):
+        upper = np.take(rows, y0[band], axis=1)
+        upper *= (one - dy[band])[None, :, None]
+        lower = np.take(rows, y1[band], axis=1)
+        lower *= dy[band][None, :, None]
+        np.add(upper, lower, out=out[:, band])
+    return out.reshape(n, p.out_h, p.out_w, channels)
 
 
 def nearest_indices(in_size: int, out_size: int, align_corners: bool, half_pixel_centers: bool) -> np.ndarray:
