@@ -178,3 +178,69 @@ def test_everything_works_without_numba(image_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok False"
 
+
+
+COMPILE_ONE_KERNEL = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import npdeeplab
+    from npdeeplab.kernels import conv as reference
+    from npdeeplab.kernels.conv import ConvParams
+    from npdeeplab.kernels.fast import conv
+    from npdeeplab.kernels.windows import Window
+
+    assert npdeeplab.__file__.startswith(sys.argv[1]), npdeeplab.__file__
+    x = np.arange(2 * 5 * 5 * 3, dtype=np.float32).reshape(2, 5, 5, 3)
+    w = np.ones((1, 3, 3, 3), dtype=np.float32)
+    params = ConvParams(Window(3, 3, 1, 1, 1, 1, 1, 1, 5, 5), 0.0, 1000.0)
+    assert np.array_equal(conv.depthwise_conv2d(params, x, w, None), reference.depthwise_conv2d(params, x, w, None))
+    print(conv._depthwise._cache._cache_file._index_path)
+    """
+)
+
+
+def test_kernels_cache_in_the_user_cache_when_the_package_is_read_only():
+    """A system-wide install: kernels still compile once, into the user's cache directory."""
+    import shutil
+    import stat
+    import tempfile
+
+    import npdeeplab
+    import npdeeplab.kernels
+
+    as_nobody: list[str] = []
+    if os.geteuid() == 0:  # root writes through read-only permissions: run as an ordinary user
+        if shutil.which("setpriv") is None:
+            if IN_CI:
+                pytest.fail("setpriv (util-linux) is needed to test a read-only install as root")
+            pytest.skip("running as root without setpriv")
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    with tempfile.TemporaryDirectory() as scratch:  # under /tmp: reachable by that other user
+        root = os.path.realpath(scratch)
+        os.chmod(root, 0o755)
+        site, home = os.path.join(root, "site"), os.path.join(root, "home")
+        package = os.path.join(site, "npdeeplab")
+        ignore = shutil.ignore_patterns("__pycache__")
+        shutil.copytree(os.path.dirname(npdeeplab.__file__), package, ignore=ignore)
+        shutil.copytree(os.path.dirname(npdeeplab.kernels.__file__), os.path.join(package, "kernels"), ignore=ignore)
+        os.makedirs(home)
+        os.chmod(home, 0o777)
+        for folder, _, files in os.walk(site):
+            for name in files:
+                os.chmod(os.path.join(folder, name), stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+            os.chmod(folder, 0o555)
+        before = sorted(os.walk(site))
+        env = {key: value for key, value in os.environ.items() if not key.startswith("NUMBA_CACHE")}
+        env.update(PYTHONPATH=site, HOME=home, XDG_CACHE_HOME=os.path.join(home, ".cache"), PYTHONDONTWRITEBYTECODE="1")
+        try:
+            command = [*as_nobody, sys.executable, "-c", COMPILE_ONE_KERNEL, package]
+            result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=home)
+            assert result.returncode == 0, result.stderr
+            index = result.stdout.strip().splitlines()[-1]
+            assert index.startswith(home + os.sep), index  # e.g. home/.cache/numba/...
+            assert os.path.exists(index)
+            assert sorted(os.walk(site)) == before, "nothing may be written into the read-only package"
+        finally:
+            for folder, _, _ in os.walk(site):
+                os.chmod(folder, 0o755)
