@@ -61,20 +61,35 @@ def _bias(b: np.ndarray | None, channels: int) -> np.ndarray:
 
 @parallel
 def _im2col(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, patches):  # noqa: ANN001, ANN202
-    """patches[n, oy, ox, (ky*kw + kx)*cin + ci] = x[n, oy*sh+ky*dh-pad, ox*sw+kx*dw-pad, ci], 0 outside."""
+    """patches[n, oy, ox, (ky*kw + kx)*cin + ci] = x[n, oy*sh+ky*dh-pad, ox*sw+kx*dw-pad, ci], 0 outside.
+
+    Without horizontal dilation a filter row's taps are kw neighbouring pixels: one contiguous
+    run of kw*cin input values, copied as one.
+    """
     n, height, width, cin = x.shape
     out_h, out_w = patches.shape[1], patches.shape[2]
+    rows = x.reshape(n, height, width * cin)
+    span = kw * cin
     for row in prange(n * out_h):
         b, oy = row // out_h, row % out_h
         for ox in range(out_w):
+            left = ox * sw - pad_left
             for ky in range(kh):
                 iy = oy * sh - pad_top + ky * dh
-                for kx in range(kw):
-                    ix = ox * sw - pad_left + kx * dw
-                    base = (ky * kw + kx) * cin
-                    inside = 0 <= iy < height and 0 <= ix < width
-                    for ci in range(cin):
-                        patches[b, oy, ox, base + ci] = x[b, iy, ix, ci] if inside else np.float32(0)
+                base = ky * span
+                if iy < 0 or iy >= height:
+                    for j in range(span):
+                        patches[b, oy, ox, base + j] = 0
+                elif dw == 1 and left >= 0 and left + kw <= width:
+                    start = left * cin
+                    for j in range(span):
+                        patches[b, oy, ox, base + j] = rows[b, iy, start + j]
+                else:
+                    for kx in range(kw):
+                        ix = left + kx * dw
+                        inside = 0 <= ix < width
+                        for ci in range(cin):
+                            patches[b, oy, ox, base + kx * cin + ci] = x[b, iy, ix, ci] if inside else 0
 
 
 @parallel
