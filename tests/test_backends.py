@@ -244,3 +244,10 @@ def test_kernels_cache_in_the_user_cache_when_the_package_is_read_only():
         finally:
             for folder, _, _ in os.walk(site):
                 os.chmod(folder, 0o755)
+
+
+def test_a_warm_cache_is_recognised_so_warm_runs_do_not_announce_compiling():
+    from npdeeplab.kernels.fast import needs_compiling, warm_up
+
+    warm_up()  # compiles, or loads, every kernel the engine calls, writing Numba's cache
+    assert not needs_compiling()

@@ -42,9 +42,15 @@ NUMBA_KERNELS: dict[str, Callable] = {
 
 
 def jitted_functions() -> list:
-    """Every Numba dispatcher of this backend."""
+    """Every Numba dispatcher of this backend that Python calls (helpers inlined into them have
+    no cache entry of their own)."""
     modules = (conv, elementwise, pool, reduce, resize)
-    return [f for m in modules for f in vars(m).values() if isinstance(f, numba.core.registry.CPUDispatcher)]
+    return [
+        f
+        for m in modules
+        for f in vars(m).values()
+        if isinstance(f, numba.core.registry.CPUDispatcher) and f.targetoptions.get("inline", "never") == "never"
+    ]
 
 
 def needs_compiling() -> bool:

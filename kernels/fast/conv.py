@@ -2,7 +2,8 @@
 
 Convolutions with a K x K window gather patches (im2col, in Numba) and hand the product to BLAS
 through NumPy; 1x1 stride-1 convolutions go straight to BLAS. Depthwise convolutions run as NHWC
-loops with channels innermost, accumulating taps in TFLite's reference order.
+loops with channels innermost, accumulating taps in TFLite's reference order; 3x3 windows away
+from the border take a path with the nine taps written out.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from numba import prange
 from npdeeplab.kernels import conv as reference
 from npdeeplab.kernels.conv import ConvParams
 from npdeeplab.kernels.fast.buffers import output, scratch, zeros
-from npdeeplab.kernels.fast.config import parallel
+from npdeeplab.kernels.fast.config import parallel, serial
 
 
 def conv2d(
@@ -104,27 +105,56 @@ def _depthwise(x, w, bias, multiplier, sh, sw, dh, dw, pad_top, pad_left, low, h
     n, height, width, _ = x.shape
     kh, kw, cout = w.shape
     out_h, out_w = out.shape[1], out.shape[2]
+    three_by_three = kh == 3 and kw == 3 and multiplier == 1
     for row in prange(n * out_h):
         b, oy = row // out_h, row % out_h
+        top = oy * sh - pad_top
         acc = np.empty(cout, dtype=np.float32)
         for ox in range(out_w):
-            acc[:] = 0
-            for ky in range(kh):
-                iy = oy * sh - pad_top + ky * dh
-                if iy < 0 or iy >= height:
-                    continue
-                for kx in range(kw):
-                    ix = ox * sw - pad_left + kx * dw
-                    if ix < 0 or ix >= width:
-                        continue
-                    pixel = x[b, iy, ix]
-                    taps = w[ky, kx]
-                    if multiplier == 1:
-                        for c in range(cout):
-                            acc[c] += pixel[c] * taps[c]
-                    else:
-                        for c in range(cout):
-                            acc[c] += pixel[c // multiplier] * taps[c]
-            target = out[b, oy, ox]
+            left = ox * sw - pad_left
+            if three_by_three and top >= 0 and top + 2 * dh < height and left >= 0 and left + 2 * dw < width:
+                _depthwise_3x3_inside(x, w, b, top, top + dh, top + 2 * dh, left, left + dw, left + 2 * dw, acc)
+            else:
+                _depthwise_taps(x, w, b, top, left, dh, dw, multiplier, acc)
             for c in range(cout):
-                target[c] = min(max(acc[c] + bias[c], low), high)
+                out[b, oy, ox, c] = min(max(acc[c] + bias[c], low), high)
+
+
+@serial(inline="always")
+def _depthwise_3x3_inside(x, w, b, y0, y1, y2, x0, x1, x2, acc):  # noqa: ANN001, ANN202
+    """The nine taps of a 3x3 window that lies inside the input, written out: the sum stays in a
+    register from the first tap to the last (a loop over taps would store and reload it)."""
+    for c in range(acc.size):
+        total = np.float32(0)
+        total += x[b, y0, x0, c] * w[0, 0, c]
+        total += x[b, y0, x1, c] * w[0, 1, c]
+        total += x[b, y0, x2, c] * w[0, 2, c]
+        total += x[b, y1, x0, c] * w[1, 0, c]
+        total += x[b, y1, x1, c] * w[1, 1, c]
+        total += x[b, y1, x2, c] * w[1, 2, c]
+        total += x[b, y2, x0, c] * w[2, 0, c]
+        total += x[b, y2, x1, c] * w[2, 1, c]
+        total += x[b, y2, x2, c] * w[2, 2, c]
+        acc[c] = total
+
+
+@serial(inline="always")
+def _depthwise_taps(x, w, b, top, left, dh, dw, multiplier, acc):  # noqa: ANN001, ANN202
+    """Any window, any multiplier: the taps that land inside the input, in (ky, kx) order."""
+    height, width = x.shape[1], x.shape[2]
+    kh, kw, cout = w.shape
+    acc[:] = 0
+    for ky in range(kh):
+        iy = top + ky * dh
+        if iy < 0 or iy >= height:
+            continue
+        for kx in range(kw):
+            ix = left + kx * dw
+            if ix < 0 or ix >= width:
+                continue
+            if multiplier == 1:
+                for c in range(cout):
+                    acc[c] += x[b, iy, ix, c] * w[ky, kx, c]
+            else:
+                for c in range(cout):
+                    acc[c] += x[b, iy, ix, c // multiplier] * w[ky, kx, c]
