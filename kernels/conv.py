@@ -68,11 +68,12 @@ def depthwise_conv2d(p: ConvParams, x: np.ndarray, w: np.ndarray, b: np.ndarray 
     row_weights = np.ascontiguousarray(np.broadcast_to(w[0, :, :, None, :], (*w.shape[1:3], *out.shape[2:])))
     bands = row_bands(out)
     product = np.empty_like(out[:, bands[0]])
-    for rows in bands:
+    for rows in bands:  # band by band: each band stays in cache from the first tap to the clamp
         band, band_product = out[:, rows], product[:, : rows.stop - rows.start]
         for ky in range(win.filter_h):
             for kx in range(win.filter_w):
                 band += np.multiply(tap(padded, win, ky, kx)[:, rows], row_weights[ky, kx], out=band_product)
-    if b is not None:
-        out += b
-    return clamp(out, p.act_min, p.act_max)
+        if b is not None:
+            band += b
+        clamp(band, p.act_min, p.act_max)
+    return out
