@@ -35,6 +35,7 @@ class BenchResult:
     threads: int
     medians_ms: dict[str, float]
     op_times_ms: dict[str, list[tuple[int, str, float]]] = field(default_factory=dict)  # engine -> rows
+    op_macs: dict[int, int] = field(default_factory=dict)  # op index -> multiply-adds per inference
     peak_rss_mb: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -57,7 +58,9 @@ class BenchResult:
             total = sum(ms for _, _, ms in rows) or 1.0
             lines += ["", f"top ops by time, {engine}:"]
             for index, kind, ms in sorted(rows, key=lambda r: -r[2])[:top]:
-                lines.append(f"  op {index:>3} {kind:<20} {ms:>7.2f} ms  {100 * ms / total:5.1f}%")
+                macs = self.op_macs.get(index, 0)
+                rate = f"  {macs / ms / 1e6:6.1f} GMAC/s" if macs and ms > 0 else ""
+                lines.append(f"  op {index:>3} {kind:<20} {ms:>7.2f} ms  {100 * ms / total:5.1f}%{rate}")
             by_kind: dict[str, float] = defaultdict(float)
             for _, kind, ms in rows:
                 by_kind[kind] += ms
@@ -90,13 +93,11 @@ def benchmark(model_path: str | Path, runs: int = 20, threads: int | None = None
             interpreter.invoke()
             samples[name].append((time.perf_counter() - start) * 1000)
     medians = {name: statistics.median(values) for name, values in samples.items()}
-    op_times = {
-        name: profile_ops(interpreter, max(3, runs // 4))
-        for name, interpreter in engines.items()
-        if isinstance(interpreter, Interpreter)
-    }
+    ours = {name: interpreter for name, interpreter in engines.items() if isinstance(interpreter, Interpreter)}
+    op_times = {name: profile_ops(interpreter, max(3, runs // 4)) for name, interpreter in ours.items()}
+    op_macs = {step.op.index: step.macs for step in next(iter(ours.values())).ops}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return BenchResult(str(model_path), runs, threads, medians, op_times, peak, notes)
+    return BenchResult(str(model_path), runs, threads, medians, op_times, op_macs, peak, notes)
 
 
 def profile_ops(interpreter: Interpreter, runs: int) -> list[tuple[int, str, float]]:
