@@ -8,7 +8,7 @@ import numpy as np
 
 from npdeeplab.kernels.activation import clamp
 from npdeeplab.kernels.bands import row_bands
-from npdeeplab.kernels.windows import Window, pad_for_window, tap
+from npdeeplab.kernels.windows import Window, pad_for_window, tap, window_patches
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,9 @@ def _conv2d_group(p: ConvParams, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     if (win.filter_h, win.filter_w, win.stride_h, win.stride_w) == (1, 1, 1, 1):
         patches = x  # a 1x1 convolution is already a matrix product over channels
     else:
-        padded = pad_for_window(x, win)
-        patches = np.stack(
-            [tap(padded, win, ky, kx) for ky in range(win.filter_h) for kx in range(win.filter_w)], axis=3
-        )  # [N, OH, OW, KH*KW, Cin], the filter's own (ky, kx, ci) order
+        # [N, OH, OW, KH, KW, Cin]: the filter's own (ky, kx, ci) order. The reshape below copies
+        # it once; without dilation each filter row's kw pixels are one contiguous run.
+        patches = window_patches(pad_for_window(x, win), win)
     n = x.shape[0]
     cout = w.shape[0]
     out = patches.reshape(n * win.out_h * win.out_w, -1) @ w.reshape(cout, -1).T

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,11 @@ def tap(padded: np.ndarray, w: Window, ky: int, kx: int) -> np.ndarray:
         :,
     ]
 
+
+def window_patches(padded: np.ndarray, w: Window) -> np.ndarray:
+    """Every output pixel's window, as a strided view of padded: [N, out_h, out_w, KH, KW, C]."""
+    span_h = (w.filter_h - 1) * w.dilation_h + 1
+    span_w = (w.filter_w - 1) * w.dilation_w + 1
+    windows = sliding_window_view(padded, (span_h, span_w), axis=(1, 2))  # [N, H', W', C, span_h, span_w]
+    windows = windows[:, :: w.stride_h, :: w.stride_w, :, :: w.dilation_h, :: w.dilation_w]
+    return windows[:, : w.out_h, : w.out_w].transpose(0, 1, 2, 4, 5, 3)
