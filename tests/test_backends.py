@@ -251,3 +251,41 @@ def test_a_warm_cache_is_recognised_so_warm_runs_do_not_announce_compiling():
 
     warm_up()  # compiles, or loads, every kernel the engine calls, writing Numba's cache
     assert not needs_compiling()
+
+
+THREADED_KERNELS = textwrap.dedent(
+    """
+    import hashlib
+    import numba
+    import numpy as np
+    from npdeeplab.kernels.conv import ConvParams
+    from npdeeplab.kernels.elementwise import BinaryParams
+    from npdeeplab.kernels.fast import conv, elementwise
+    from npdeeplab.kernels.windows import Window
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 33, 33, 40), dtype=np.float32)
+    w = rng.standard_normal((1, 3, 3, 40), dtype=np.float32)
+    params = ConvParams(Window(3, 3, 1, 1, 2, 2, 2, 2, 33, 33), 0.0, 6.0)
+    y = conv.depthwise_conv2d(params, x, w, None)
+    z = elementwise.add(BinaryParams(-1.0, 1.0), y, x)
+    kernels = (conv._depthwise, elementwise._binary_same_shape)
+    hits = sum(sum(kernel.stats.cache_hits.values()) for kernel in kernels)
+    print(numba.get_num_threads(), hits, hashlib.sha256(y.tobytes() + z.tobytes()).hexdigest())
+    """
+)
+
+
+def test_a_cache_written_with_two_threads_loads_and_runs_with_one_and_back(tmp_path):
+    """cache=True with parallel=True once crashed other projects when the thread count changed."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    runs = []
+    for threads in (2, 1, 2):
+        command = [sys.executable, "-c", THREADED_KERNELS]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                                env={**env, "NUMBA_NUM_THREADS": str(threads)})
+        assert result.returncode == 0, result.stderr
+        runs.append(result.stdout.split())
+    assert [run[0] for run in runs] == ["2", "1", "2"]
+    assert [run[1] for run in runs] == ["0", "2", "2"]  # compiled once, then both kernels loaded from the cache
+    assert runs[0][2] == runs[1][2] == runs[2][2]
