@@ -8,7 +8,7 @@ import numpy as np
 
 from npdeeplab.kernels.activation import clamp
 from npdeeplab.kernels.bands import row_bands
-from npdeeplab.kernels.windows import Window, pad_for_window, tap, window_patches
+from npdeeplab.kernels.windows import Window, pad_for_window, window_patches
 
 
 @dataclass(frozen=True)
@@ -60,18 +60,18 @@ def depthwise_conv2d(p: ConvParams, x: np.ndarray, w: np.ndarray, b: np.ndarray 
     multiplier = w.shape[3] // x.shape[3]
     if multiplier > 1:
         x = np.repeat(x, multiplier, axis=3)  # output channel oc reads input channel oc // m
-    padded = pad_for_window(x, win)
+    patches = window_patches(pad_for_window(x, win), win)  # [N, OH, OW, KH, KW, C]
     out = np.zeros((x.shape[0], win.out_h, win.out_w, w.shape[3]), dtype=np.float32)
     # Each tap's weights repeated along a whole output row, so that every multiply below runs
     # over rows of W*C contiguous values instead of C at a time.
-    row_weights = np.ascontiguousarray(np.broadcast_to(w[0, :, :, None, :], (*w.shape[1:3], *out.shape[2:])))
+    row_weights = np.repeat(w[0, :, :, None, :], win.out_w, axis=2)  # [KH, KW, OW, C]
     bands = row_bands(out)
     product = np.empty_like(out[:, bands[0]])
     for rows in bands:  # band by band: each band stays in cache from the first tap to the clamp
         band, band_product = out[:, rows], product[:, : rows.stop - rows.start]
         for ky in range(win.filter_h):
             for kx in range(win.filter_w):
-                band += np.multiply(tap(padded, win, ky, kx)[:, rows], row_weights[ky, kx], out=band_product)
+                band += np.multiply(patches[:, rows, :, ky, kx], row_weights[ky, kx], out=band_product)
         if b is not None:
             band += b
         clamp(band, p.act_min, p.act_max)

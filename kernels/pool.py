@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from npdeeplab.kernels.activation import clamp
-from npdeeplab.kernels.windows import Window, pad_for_window, tap
+from npdeeplab.kernels.windows import Window, pad_for_window, window_patches
 
 
 @dataclass(frozen=True)
@@ -28,25 +28,25 @@ def average_pool2d(p: PoolParams, x: np.ndarray) -> np.ndarray:
         # Windows side by side with no padding (e.g. global pooling): one reshape and a mean.
         blocks = x.reshape(x.shape[0], win.out_h, win.filter_h, win.out_w, win.filter_w, x.shape[3])
         return clamp(blocks.mean(axis=(2, 4), dtype=np.float32), p.act_min, p.act_max)
-    padded = pad_for_window(x, win, 0.0)
-    inside = pad_for_window(np.ones((1, *x.shape[1:3], 1), dtype=np.float32), win, 0.0)
+    values = window_patches(pad_for_window(x, win, 0.0), win)
+    inside = window_patches(pad_for_window(np.ones((1, *x.shape[1:3], 1), dtype=np.float32), win, 0.0), win)
     total = np.zeros((x.shape[0], win.out_h, win.out_w, x.shape[3]), dtype=np.float32)
     count = np.zeros((1, win.out_h, win.out_w, 1), dtype=np.float32)
     for ky in range(win.filter_h):
         for kx in range(win.filter_w):
-            total += tap(padded, win, ky, kx)
-            count += tap(inside, win, ky, kx)
+            total += values[:, :, :, ky, kx]
+            count += inside[:, :, :, ky, kx]
     return clamp(total / count, p.act_min, p.act_max)
 
 
 def max_pool2d(p: PoolParams, x: np.ndarray) -> np.ndarray:
     """Largest in-bounds cell of each window."""
     win = p.window
-    padded = pad_for_window(x, win, -np.inf)
+    values = window_patches(pad_for_window(x, win, -np.inf), win)
     out = np.full((x.shape[0], win.out_h, win.out_w, x.shape[3]), -np.inf, dtype=x.dtype)
     for ky in range(win.filter_h):
         for kx in range(win.filter_w):
-            np.maximum(out, tap(padded, win, ky, kx), out=out)
+            np.maximum(out, values[:, :, :, ky, kx], out=out)
     return clamp(out, p.act_min, p.act_max)
 
 

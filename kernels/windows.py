@@ -41,20 +41,12 @@ def pad_for_window(x: np.ndarray, w: Window, value: float = 0.0) -> np.ndarray:
     return np.pad(x, pads, constant_values=np.asarray(value, dtype=x.dtype))
 
 
-def tap(padded: np.ndarray, w: Window, ky: int, kx: int) -> np.ndarray:
-    """The input values that filter tap (ky, kx) meets, for every output pixel: [N,out_h,out_w,C]."""
-    y0 = ky * w.dilation_h
-    x0 = kx * w.dilation_w
-    return padded[
-        :,
-        y0 : y0 + (w.out_h - 1) * w.stride_h + 1 : w.stride_h,
-        x0 : x0 + (w.out_w - 1) * w.stride_w + 1 : w.stride_w,
-        :,
-    ]
-
-
 def window_patches(padded: np.ndarray, w: Window) -> np.ndarray:
-    """Every output pixel's window, as a strided view of padded: [N, out_h, out_w, KH, KW, C]."""
+    """Every output pixel's window, as a strided view of padded: [N, out_h, out_w, KH, KW, C].
+
+    patches[:, :, :, ky, kx] is what filter tap (ky, kx) meets at every output pixel; a reshape
+    to [N*out_h*out_w, KH*KW*C] gives the rows of im2col in the filter's (ky, kx, c) order.
+    """
     span_h = (w.filter_h - 1) * w.dilation_h + 1
     span_w = (w.filter_w - 1) * w.dilation_w + 1
     windows = sliding_window_view(padded, (span_h, span_w), axis=(1, 2))  # [N, H', W', C, span_h, span_w]

@@ -69,7 +69,7 @@ def _im2col(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, patches):  # noqa: ANN
     """
     n, height, width, cin = x.shape
     out_h, out_w = patches.shape[1], patches.shape[2]
-    rows = x.reshape(n, height, width * cin)
+    x_rows = x.reshape(n, height, width * cin)
     span = kw * cin
     for row in prange(n * out_h):
         b, oy = row // out_h, row % out_h
@@ -84,7 +84,7 @@ def _im2col(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, patches):  # noqa: ANN
                 elif dw == 1 and left >= 0 and left + kw <= width:
                     start = left * cin
                     for j in range(span):
-                        patches[b, oy, ox, base + j] = rows[b, iy, start + j]
+                        patches[b, oy, ox, base + j] = x_rows[b, iy, start + j]
                 else:
                     for kx in range(kw):
                         ix = left + kx * dw
@@ -113,7 +113,7 @@ def _depthwise(x, w, bias, multiplier, sh, sw, dh, dw, pad_top, pad_left, low, h
         for ox in range(out_w):
             left = ox * sw - pad_left
             if three_by_three and top >= 0 and top + 2 * dh < height and left >= 0 and left + 2 * dw < width:
-                _depthwise_3x3_inside(x, w, b, top, top + dh, top + 2 * dh, left, left + dw, left + 2 * dw, acc)
+                _depthwise_3x3_inside(x, w, b, top, left, dh, dw, acc)
             else:
                 _depthwise_taps(x, w, b, top, left, dh, dw, multiplier, acc)
             for c in range(cout):
@@ -121,9 +121,11 @@ def _depthwise(x, w, bias, multiplier, sh, sw, dh, dw, pad_top, pad_left, low, h
 
 
 @serial(inline="always")
-def _depthwise_3x3_inside(x, w, b, y0, y1, y2, x0, x1, x2, acc):  # noqa: ANN001, ANN202
+def _depthwise_3x3_inside(x, w, b, top, left, dh, dw, acc):  # noqa: ANN001, ANN202
     """The nine taps of a 3x3 window that lies inside the input, written out: the sum stays in a
     register from the first tap to the last (a loop over taps would store and reload it)."""
+    y0, y1, y2 = top, top + dh, top + 2 * dh
+    x0, x1, x2 = left, left + dw, left + 2 * dw
     for c in range(acc.size):
         total = np.float32(0)
         total += x[b, y0, x0, c] * w[0, 0, c]
