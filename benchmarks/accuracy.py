@@ -12,7 +12,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from PIL import Image
 
 import npdeeplab  # noqa: F401  (first: thread policy)
-from npdeeplab.backends import kernel_table, numba_available
+from npdeeplab.runtime.backends import kernel_table, numba_available
 from npdeeplab.zoo import resolve_model
 
 MODEL = str(resolve_model("deeplabv3_257_mv_gpu"))

@@ -1,6 +1,6 @@
 """npdeeplab: a pure-NumPy reference inference engine for TensorFlow Lite segmentation models."""
 
-from npdeeplab.threads import quiet_waiting_threads
+from npdeeplab.runtime.threads import quiet_waiting_threads
 
 quiet_waiting_threads()  # before NumPy loads OpenBLAS, where we are first
 
@@ -10,12 +10,12 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from npdeeplab.errors import ModelError, NpDeepLabError
-from npdeeplab.interpreter import Interpreter, OpCall
-from npdeeplab.loader import load_model
+from npdeeplab.model.loader import load_model
+from npdeeplab.runtime.interpreter import Interpreter, OpCall
 
 if TYPE_CHECKING:
-    from npdeeplab.comparison import Comparison
     from npdeeplab.segmentation import SegmentationResult
+    from npdeeplab.tools.comparison import Comparison
 
 __version__ = "0.1.0"
 
@@ -38,9 +38,9 @@ def segment(
 
 
 def compare(model: Any, inputs: Any, **options: Any) -> "Comparison":
-    """npdeeplab against LiteRT op by op; see npdeeplab.comparison.compare_with_litert (and
+    """npdeeplab against LiteRT op by op; see npdeeplab.tools.comparison.compare_with_litert (and
     compare_models for two graphs)."""
-    from npdeeplab.comparison import compare_with_litert
+    from npdeeplab.tools.comparison import compare_with_litert
 
     return compare_with_litert(model, inputs, **options)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from npdeeplab.backends import numba_available
+from npdeeplab.runtime.backends import numba_available
 
 IN_CI = os.environ.get("CI") == "true"
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import npdeeplab
-from npdeeplab.builder import GraphBuilder
+from npdeeplab.model.builder import GraphBuilder
 
 
 def classic_example(Interpreter, model_path, seed=0):
@@ -90,7 +90,7 @@ def test_quantization_details_of_the_quantized_model(litert, shared_models_dir):
     path = str(shared_models_dir / "deeplabv3_mnv2_dm05_pascal_quant.tflite")
     theirs = litert[0](model_path=path)
     model = npdeeplab.load_model(path)
-    from npdeeplab.interpreter import tensor_details
+    from npdeeplab.runtime.interpreter import tensor_details
 
     for detail in theirs.get_tensor_details():
         if detail["index"] < len(model.main.tensors):

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from conftest import shared_file
 
-from npdeeplab.backends import kernel_table, numba_available, resolve_backend
 from npdeeplab.kernels.activation import SoftmaxParams
 from npdeeplab.kernels.conv import ConvParams
 from npdeeplab.kernels.elementwise import BinaryParams
@@ -20,6 +19,7 @@ from npdeeplab.kernels.pool import PoolParams
 from npdeeplab.kernels.reduce import ArgParams, ReduceParams
 from npdeeplab.kernels.resize import ResizeParams
 from npdeeplab.kernels.windows import Window
+from npdeeplab.runtime.backends import kernel_table, numba_available, resolve_backend
 
 IN_CI = os.environ.get("CI") == "true"
 RNG = np.random.default_rng(1234)
@@ -153,7 +153,7 @@ def test_everything_works_without_numba(image_path):
         """
         import numpy as np
         import npdeeplab
-        from npdeeplab.backends import numba_available, resolve_backend
+        from npdeeplab.runtime.backends import numba_available, resolve_backend
         assert not numba_available()
         assert resolve_backend("auto") == "numpy"
         try:

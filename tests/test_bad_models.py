@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 import npdeeplab
-from npdeeplab.builder import GraphBuilder
 from npdeeplab.cli import main
 from npdeeplab.errors import InputError, ModelError, ModelNotFoundError
-from npdeeplab.loader import load_model
-from npdeeplab.options import AddOptions, Conv2DOptions
-from npdeeplab.writer import write_model
+from npdeeplab.model.builder import GraphBuilder
+from npdeeplab.model.loader import load_model
+from npdeeplab.model.options import AddOptions, Conv2DOptions
+from npdeeplab.model.writer import write_model
 
 RNG = np.random.default_rng(7)
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from npdeeplab.bench import NO_DELEGATES, REFERENCE, benchmark
 from npdeeplab.cli import main
+from npdeeplab.tools.bench import NO_DELEGATES, REFERENCE, benchmark
 
 NUMBA, NUMPY = "npdeeplab, Numba", "npdeeplab, NumPy"
 

@@ -103,8 +103,8 @@ def test_inspect_seed_model(capsys, seed_model_path):
 
 
 def test_inspect_counts_every_parameter(seed_model_path):
-    from npdeeplab.loader import load_model
-    from npdeeplab.summary import summarize
+    from npdeeplab.model.loader import load_model
+    from npdeeplab.tools.summary import summarize
 
     model = load_model(seed_model_path)
     weights = {i for op in model.main.ops if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D") for i in op.inputs[1:]}

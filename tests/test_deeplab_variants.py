@@ -1,4 +1,4 @@
-"""Synthetic DeepLab graphs, built with npdeeplab.builder, end to end against LiteRT.
+"""Synthetic DeepLab graphs, built with npdeeplab.model.builder, end to end against LiteRT.
 
 The seed model is one DeepLab: output stride 16, 257x257, atrous rates 2 and 4 in the backbone.
 These are the others users bring: output stride 8 (atrous rates doubled), DeepLab v3+ with its
@@ -20,7 +20,7 @@ import pytest
 from conftest import BACKENDS
 
 from npdeeplab import Interpreter
-from npdeeplab.builder import GraphBuilder
+from npdeeplab.model.builder import GraphBuilder
 
 try:
     from ai_edge_litert.interpreter import Interpreter as LiteRTInterpreter

@@ -16,7 +16,8 @@ from conftest import shared_file
 
 from npdeeplab import cli, load_model
 from npdeeplab.errors import InputError
-from npdeeplab.extract import capture, extract_ops, parse_op_range, random_inputs
+from npdeeplab.runtime.inputs import random_inputs
+from npdeeplab.tools.extract import capture, extract_ops, parse_op_range
 
 TOLERANCE = 1e-5  # x max(1, max|output|), npdeeplab vs LiteRT's reference kernels
 

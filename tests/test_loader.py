@@ -10,11 +10,11 @@ import tflite
 from conftest import litert_module, shared_file
 
 import npdeeplab
-import npdeeplab.writer as writer
-from npdeeplab.builder import GraphBuilder
+import npdeeplab.model.writer as writer
 from npdeeplab.errors import ModelError
-from npdeeplab.loader import load_model
-from npdeeplab.writer import write_model
+from npdeeplab.model.builder import GraphBuilder
+from npdeeplab.model.loader import load_model
+from npdeeplab.model.writer import write_model
 
 
 def run(interpreter_class, content: bytes, x: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Every supported op against LiteRT, across its parameter space.
 
 Hypothesis draws an op's parameters and shapes; the case is built into a one-op model with
-npdeeplab.builder, written with npdeeplab.writer, and run by LiteRT's reference kernels
+npdeeplab.model.builder, written with npdeeplab.model.writer, and run by LiteRT's reference kernels
 (OpResolverType.BUILTIN_REF), by LiteRT's default resolver (XNNPACK where it applies) and by
 npdeeplab on each backend. Integer outputs must be identical; float outputs within
 1e-5 x max(1, max|ref|) of REF and 1e-4 x max(1, max|ref|) of the default resolver. When LiteRT
@@ -28,11 +28,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from npdeeplab import Interpreter
-from npdeeplab.builder import GraphBuilder
 from npdeeplab.errors import ModelError
+from npdeeplab.model.builder import GraphBuilder
+from npdeeplab.model.writer import write_model
 from npdeeplab.ops import SUPPORTED_OPS
 from npdeeplab.ops.conv import output_size_and_padding
-from npdeeplab.writer import write_model
 
 try:
     from ai_edge_litert.interpreter import Interpreter as LiteRTInterpreter

@@ -8,13 +8,13 @@ from conftest import BACKENDS, seed_input
 from PIL import Image
 
 import npdeeplab
-from npdeeplab.backends import kernel_table
+from npdeeplab.runtime.backends import kernel_table
 
 IMAGES = ["astronaut.png", "chelsea.png", "bird_segmentation.bmp"]
 
 
 def preprocess(path) -> np.ndarray:
-    """Written out here, independent of npdeeplab.images: stretch to 257x257, then [-1, 1]."""
+    """Written out here, independent of npdeeplab.segmentation.images: stretch to 257x257, then [-1, 1]."""
     image = Image.open(path).convert("RGB").resize((257, 257), Image.Resampling.BILINEAR)
     return ((np.asarray(image, dtype=np.float32) - 127.5) / 127.5)[None]
 

@@ -9,8 +9,8 @@ from PIL import Image
 
 import npdeeplab
 from npdeeplab.errors import ImageError
-from npdeeplab.images import load_image, to_model_input
-from npdeeplab.palette import PALETTE
+from npdeeplab.segmentation.images import load_image, to_model_input
+from npdeeplab.segmentation.palette import PALETTE
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

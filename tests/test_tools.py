@@ -15,10 +15,11 @@ from PIL import Image
 
 import npdeeplab
 from npdeeplab.cli import main
-from npdeeplab.comparison import compare_models, compare_with_litert, ordered_int
-from npdeeplab.loader import load_model
-from npdeeplab.trace import model_input, trace
-from npdeeplab.writer import save_model
+from npdeeplab.model.loader import load_model
+from npdeeplab.model.writer import save_model
+from npdeeplab.runtime.trace import trace
+from npdeeplab.segmentation import model_input
+from npdeeplab.tools.comparison import compare_models, compare_with_litert, ordered_int
 
 PERTURBED_OP = 37  # a dilated depthwise convolution in the backbone
 
@@ -186,6 +187,6 @@ def test_python_api(seed_model_path, litert):
     assert len(traced.rows) == 3 and "<table>" in traced._repr_html_()
     result = npdeeplab.compare(it, x)
     assert not result.exceeded and "all 70 ops within tolerance" in result._repr_html_()
-    from npdeeplab.summary import summarize
+    from npdeeplab.tools.summary import summarize
 
     assert "<table>" in summarize(it)._repr_html_()

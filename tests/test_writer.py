@@ -1,4 +1,4 @@
-"""The model writer (npdeeplab.writer) and the graph builder (npdeeplab.builder).
+"""The model writer (npdeeplab.model.writer) and the graph builder (npdeeplab.model.builder).
 
 load(write(load(f))) equals load(f) on the shared models, LiteRT runs the rewritten seed model to
 identical outputs, and every field the IR holds survives a round trip.
@@ -17,11 +17,11 @@ from conftest import litert_module as litert
 from conftest import shared_file
 
 from npdeeplab import Interpreter, load_model
-from npdeeplab.builder import GraphBuilder
 from npdeeplab.errors import ModelError
-from npdeeplab.ir import Model, Quantization
-from npdeeplab.options import ENUM_FIELDS, OPTION_CLASSES, OPTIONS_FOR_KIND
-from npdeeplab.writer import save_model, write_model
+from npdeeplab.model.builder import GraphBuilder
+from npdeeplab.model.ir import Model, Quantization
+from npdeeplab.model.options import ENUM_FIELDS, OPTION_CLASSES, OPTIONS_FOR_KIND
+from npdeeplab.model.writer import save_model, write_model
 
 SEED_MODEL = "deeplabv3_257_mv_gpu.tflite"
 QUANT_MODEL = "deeplabv3_mnv2_dm05_pascal_quant.tflite"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from npdeeplab.bench import benchmark
+from npdeeplab.tools.bench import benchmark
 from npdeeplab.zoo import DEFAULT_MODEL, resolve_model
 
 

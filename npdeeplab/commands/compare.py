@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from npdeeplab.comparison import DEFAULT_ATOL, DEFAULT_RTOL
+    from npdeeplab.tools.comparison import DEFAULT_ATOL, DEFAULT_RTOL
 
     parser = subparsers.add_parser(
         "compare",
@@ -33,10 +33,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from npdeeplab.comparison import compare_models, compare_with_litert
     from npdeeplab.errors import InputError
-    from npdeeplab.interpreter import Interpreter
-    from npdeeplab.trace import model_input
+    from npdeeplab.runtime.interpreter import Interpreter
+    from npdeeplab.segmentation import model_input
+    from npdeeplab.tools.comparison import compare_models, compare_with_litert
     from npdeeplab.zoo import registry, resolve_model
 
     models = [m for m in args.models if Path(m).suffix == ".tflite" or m in registry()]

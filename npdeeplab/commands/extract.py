@@ -14,11 +14,19 @@ from pathlib import Path
 import numpy as np
 
 from npdeeplab.errors import InputError
-from npdeeplab.extract import Extraction, capture, dumped_arrays, extract_ops, parse_op_range, random_inputs, save_npz
-from npdeeplab.images import load_image, to_model_input
-from npdeeplab.ir import Model
-from npdeeplab.loader import load_model
-from npdeeplab.writer import write_atomically, write_model
+from npdeeplab.model.ir import Model
+from npdeeplab.model.loader import load_model
+from npdeeplab.model.writer import write_atomically, write_model
+from npdeeplab.runtime.inputs import random_inputs
+from npdeeplab.segmentation.images import load_image, to_model_input
+from npdeeplab.tools.extract import (
+    Extraction,
+    capture,
+    dumped_arrays,
+    extract_ops,
+    parse_op_range,
+    save_npz,
+)
 from npdeeplab.zoo import entry_for_path, registry, resolve_model
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from npdeeplab.errors import ModelError
-from npdeeplab.summary import summarize
+from npdeeplab.tools.summary import summarize
 from npdeeplab.zoo import DEFAULT_MODEL
 
 

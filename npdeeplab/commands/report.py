@@ -19,8 +19,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from npdeeplab.images import load_image
-    from npdeeplab.report import write_report
+    from npdeeplab.segmentation.images import load_image
+    from npdeeplab.tools.report import write_report
 
     load_image(args.image)  # a bad image fails before anything is computed or written
     path = write_report(args.model, args.image, args.output, compare=args.compare)

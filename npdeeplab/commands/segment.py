@@ -10,8 +10,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from npdeeplab.errors import ImageError, InputError
-from npdeeplab.images import find_images, load_image
 from npdeeplab.segmentation import SegmentationResult, load_segmenter, segment
+from npdeeplab.segmentation.images import find_images, load_image
 from npdeeplab.zoo import DEFAULT_MODEL
 
 
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         result = segment(path, args.model, backend=args.backend)
         result.save_mask(mask_path)
         if overlay_path is not None:
-            from npdeeplab.palette import save_png
+            from npdeeplab.segmentation.palette import save_png
 
             save_png(result.overlay(args.alpha), overlay_path)
         reports.append(_report(path, result, mask_path, overlay_path))

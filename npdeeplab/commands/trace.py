@@ -27,8 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from npdeeplab.errors import InputError
-    from npdeeplab.interpreter import Interpreter
-    from npdeeplab.trace import model_input, trace
+    from npdeeplab.runtime.interpreter import Interpreter
+    from npdeeplab.runtime.trace import trace
+    from npdeeplab.segmentation import model_input
     from npdeeplab.zoo import resolve_model
 
     if (args.image is None) == (not args.random):

@@ -14,8 +14,8 @@ from typing import Any, NoReturn
 import numpy as np
 
 from npdeeplab.errors import ModelError
-from npdeeplab.ir import OpNode, TensorInfo
 from npdeeplab.kernels.activation import FUSED_RANGES
+from npdeeplab.model.ir import OpNode, TensorInfo
 
 FLOAT32 = np.dtype(np.float32)
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))

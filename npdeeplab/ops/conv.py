@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from npdeeplab.ir import TensorInfo
 from npdeeplab.kernels.conv import ConvParams
 from npdeeplab.kernels.pool import PoolParams
 from npdeeplab.kernels.windows import Window
+from npdeeplab.model.ir import TensorInfo
 from npdeeplab.ops.base import OpContext, PreparedOp, register
 
 MAX_DILATION = 2**15 - 1  # LiteRT: dilation_*_factor <= INT16_MAX

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from npdeeplab.ir import Subgraph, TensorInfo
+from npdeeplab.model.ir import Subgraph, TensorInfo
 from npdeeplab.ops import PreparedOp
 
 

@@ -3,10 +3,10 @@
 Every op's output shape and dtype are worked out by npdeeplab's own preparer as the op is added,
 so a graph that builds is one npdeeplab accepts (ops npdeeplab does not run need an explicit
 `output_shape` and `output_dtype`). Options are given as keyword arguments named as in the
-schema (and in npdeeplab.options), enums by name:
+schema (and in npdeeplab.model.options), enums by name:
 
     >>> import numpy as np
-    >>> from npdeeplab.builder import GraphBuilder
+    >>> from npdeeplab.model.builder import GraphBuilder
     >>> b = GraphBuilder()
     >>> x = b.add_input("image", (1, 9, 9, 3))
     >>> w = b.add_constant("weights", np.ones((4, 3, 3, 3), np.float32))
@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 
 from npdeeplab.errors import ModelError
-from npdeeplab.ir import Model, OpNode, Quantization, SignatureDef, Subgraph, TensorInfo
+from npdeeplab.model.ir import Model, OpNode, Quantization, SignatureDef, Subgraph, TensorInfo
+from npdeeplab.model.options import OPTIONS_FOR_KIND
+from npdeeplab.model.writer import save_model, write_model
 from npdeeplab.ops import PREPARERS, OpContext
-from npdeeplab.options import OPTIONS_FOR_KIND
-from npdeeplab.writer import save_model, write_model
 
 # The options table each op kind carries in converted models (kinds not listed take none).
 
@@ -115,7 +115,7 @@ class GraphBuilder:
         """Add an op and return its output tensor (the first one, for ops with several).
 
         inputs: tensor indices, None for an omitted optional input (written as -1).
-        options: an npdeeplab.options dataclass, or give its fields as keyword arguments
+        options: an npdeeplab.model.options dataclass, or give its fields as keyword arguments
         (`padding="VALID", stride_h=2`), which fill the kind's options class from its defaults.
         The output shape and dtype come from npdeeplab's preparer for the kind; give them for
         ops npdeeplab does not run (or to declare something else on purpose). outputs: existing

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from npdeeplab.backends import kernel_table
 from npdeeplab.errors import InputError, NpDeepLabError
-from npdeeplab.interpreter import Interpreter, OpCall
-from npdeeplab.ir import Model
+from npdeeplab.model.ir import Model
+from npdeeplab.runtime.backends import kernel_table
+from npdeeplab.runtime.interpreter import Interpreter, OpCall
 
 DEFAULT_ATOL = 1e-4
 DEFAULT_RTOL = 1e-4

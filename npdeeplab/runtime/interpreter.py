@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from npdeeplab.backends import kernel_table, out_kernels, resolve_backend
 from npdeeplab.errors import InputError, ModelError
-from npdeeplab.graph import prepare_graph
-from npdeeplab.ir import Model, OpNode, Subgraph, TensorInfo
-from npdeeplab.loader import load_model
+from npdeeplab.model.ir import Model, OpNode, Subgraph, TensorInfo
+from npdeeplab.model.loader import load_model
 from npdeeplab.ops import PreparedOp
-from npdeeplab.plan import MemoryPlan, plan_memory
-from npdeeplab.threads import thread_limits
+from npdeeplab.runtime.backends import kernel_table, out_kernels, resolve_backend
+from npdeeplab.runtime.graph import prepare_graph
+from npdeeplab.runtime.plan import MemoryPlan, plan_memory
+from npdeeplab.runtime.threads import thread_limits
 
 
 @dataclass(frozen=True)
@@ -273,8 +273,8 @@ class Interpreter:
         return tuple(self._runner.tensors)
 
     def trace(self, inputs: Any, stop_after: int | None = None, keep_arrays: bool = False) -> Any:
-        """Run once and record every op's output statistics and time; see npdeeplab.trace."""
-        from npdeeplab.trace import trace
+        """Run once and record every op's output statistics and time; see npdeeplab.runtime.trace."""
+        from npdeeplab.runtime.trace import trace
 
         return trace(self, inputs, stop_after=stop_after, keep_arrays=keep_arrays)
 

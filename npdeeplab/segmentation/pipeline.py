@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from npdeeplab import palette
 from npdeeplab.errors import ModelError
-from npdeeplab.images import ImageSource, load_image, to_model_input
-from npdeeplab.interpreter import Interpreter
 from npdeeplab.kernels.resize import bilinear_taps, nearest_indices
+from npdeeplab.runtime.inputs import random_array
+from npdeeplab.runtime.interpreter import Interpreter
+from npdeeplab.segmentation import palette
+from npdeeplab.segmentation.images import ImageSource, load_image, to_model_input
 from npdeeplab.zoo import DEFAULT_MODEL, entry_for_path, get_entry, registry, resolve_model
 
 VOC_LABELS = registry()[DEFAULT_MODEL].labels
@@ -167,6 +168,16 @@ def model_spec(interpreter: Interpreter, entry: Any) -> ModelSpec:
     mean, std = (127.5, 127.5) if dtype.kind == "f" else (0.0, 1.0)
     return ModelSpec((shape[1], shape[2]), dtype, mean, std, output, labels)
 
+
+
+def model_input(interpreter: Interpreter, image: ImageSource | None = None, seed: int = 0) -> np.ndarray:
+    """The model's input for an image, preprocessed as `segment` does, or (no image) random data
+    of the right shape and dtype."""
+    if image is None:
+        detail = interpreter.get_input_details()[0]
+        return random_array(np.random.default_rng(seed), tuple(int(d) for d in detail["shape"]), detail["dtype"])
+    spec = model_spec(interpreter, entry_for_path(interpreter.model.source))
+    return to_model_input(load_image(image), spec.input_size, spec.input_dtype, spec.mean, spec.std)
 
 def upsampled_argmax(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """argmax over classes of the logits bilinearly scaled to size, a block of rows at a time."""

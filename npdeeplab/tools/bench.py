@@ -1,7 +1,7 @@
 """Time npdeeplab against LiteRT in one process: interleaved runs after warm-up, medians, ratios.
 
 Import npdeeplab before NumPy when timing (benchmarks/bench.py and the CLI do), so that the
-thread-waiting policy set in npdeeplab.threads takes effect.
+thread-waiting policy set in npdeeplab.runtime.threads takes effect.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from npdeeplab.backends import numba_available
-from npdeeplab.extract import random_array
-from npdeeplab.interpreter import Interpreter
-from npdeeplab.threads import default_threads
+from npdeeplab.runtime.backends import numba_available
+from npdeeplab.runtime.inputs import random_array
+from npdeeplab.runtime.interpreter import Interpreter
+from npdeeplab.runtime.threads import default_threads
 
 REFERENCE = "LiteRT + XNNPACK"
 NO_DELEGATES = "LiteRT, no delegates"

@@ -12,11 +12,10 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from npdeeplab.interpreter import Interpreter, OpCall
+from npdeeplab.runtime.interpreter import Interpreter, OpCall
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ class Trace:
         """Every kept array in one .npz, written atomically."""
         import io
 
-        from npdeeplab.writer import write_atomically
+        from npdeeplab.model.writer import write_atomically
 
         buffer = io.BytesIO()
         np.savez(buffer, **self.arrays)
@@ -154,17 +153,3 @@ def trace(
             arrays[dump_key(call.index, call.kind, tensor)] = value
     return Trace(str(getattr(interpreter.model, "source", model)), rows, arrays, stopped)
 
-
-def model_input(interpreter: Interpreter, image: Any = None, seed: int = 0) -> np.ndarray:
-    """The model's input for an image (preprocessed as for segmentation), or random data of the right kind."""
-    if image is None:
-        from npdeeplab.extract import random_array
-
-        detail = interpreter.get_input_details()[0]
-        return random_array(np.random.default_rng(seed), tuple(int(d) for d in detail["shape"]), detail["dtype"])
-    from npdeeplab.images import load_image, to_model_input
-    from npdeeplab.segmentation import model_spec
-    from npdeeplab.zoo import entry_for_path
-
-    spec = model_spec(interpreter, entry_for_path(interpreter.model.source))
-    return to_model_input(load_image(image), spec.input_size, spec.input_dtype, spec.mean, spec.std)

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from npdeeplab.errors import ModelError
-from npdeeplab.interpreter import Interpreter
-from npdeeplab.ir import Model, OpNode, TensorInfo
-from npdeeplab.loader import load_model
+from npdeeplab.model.ir import Model, OpNode, TensorInfo
+from npdeeplab.model.loader import load_model
+from npdeeplab.runtime.interpreter import Interpreter
 
 SHORT_ACTIVATIONS = {"NONE": "", "RELU": "relu", "RELU6": "relu6", "RELU_N1_TO_1": "relu_n1_to_1"}
 

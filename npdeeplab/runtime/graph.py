@@ -6,9 +6,9 @@ import dataclasses
 from collections.abc import Mapping
 
 from npdeeplab.errors import ModelError
-from npdeeplab.ir import OpNode, Subgraph, TensorInfo
+from npdeeplab.model.ir import OpNode, Subgraph, TensorInfo
+from npdeeplab.model.options import OPTIONS_FOR_KIND, OPTIONS_REQUIRED
 from npdeeplab.ops import PREPARERS, SUPPORTED_OPS, OpContext, PreparedOp
-from npdeeplab.options import OPTIONS_FOR_KIND, OPTIONS_REQUIRED
 
 
 def check_supported(graph: Subgraph) -> None:

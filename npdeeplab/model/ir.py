@@ -53,7 +53,7 @@ class OpNode:
     version: int
     inputs: tuple[int, ...]  # -1 marks an omitted optional input
     outputs: tuple[int, ...]
-    options: Any = None  # a typed dataclass from npdeeplab.options, or None
+    options: Any = None  # a typed dataclass from npdeeplab.model.options, or None
 
     def describe(self) -> str:
         return f"op {self.index} ({self.kind})"

@@ -1,4 +1,4 @@
-"""Read a .tflite flatbuffer into the IR (npdeeplab.ir), checking it as it goes.
+"""Read a .tflite flatbuffer into the IR (npdeeplab.model.ir), checking it as it goes.
 
 Files are memory-mapped and constant tensors are read-only views into the map, so loading a
 model costs no copies. Everything that can be checked without knowing op semantics is checked
@@ -16,8 +16,8 @@ import numpy as np
 import tflite
 
 from npdeeplab.errors import ModelError, ModelNotFoundError
-from npdeeplab.ir import Model, OpNode, Quantization, SignatureDef, Subgraph, TensorInfo
-from npdeeplab.options import decode_options
+from npdeeplab.model.ir import Model, OpNode, Quantization, SignatureDef, Subgraph, TensorInfo
+from npdeeplab.model.options import decode_options
 
 FILE_IDENTIFIER = b"TFL3"
 OPERATOR_NAMES = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}

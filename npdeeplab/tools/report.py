@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from npdeeplab.interpreter import Interpreter
-from npdeeplab.summary import describe_options
-from npdeeplab.trace import Trace, model_input, trace
+from npdeeplab.runtime.interpreter import Interpreter
+from npdeeplab.runtime.trace import Trace, trace
+from npdeeplab.segmentation import model_input
+from npdeeplab.tools.summary import describe_options
 
 KIND_COLOURS = {
     "CONV_2D": "#4c78a8", "DEPTHWISE_CONV_2D": "#72b7b2", "ADD": "#9d755d", "AVERAGE_POOL_2D": "#e45756",
@@ -186,13 +187,13 @@ def build_report(model: str | os.PathLike, image: str | os.PathLike, compare: bo
 
 def write_report(model: str | os.PathLike, image: str | os.PathLike, output: str | os.PathLike,
                  compare: bool = False) -> Path:
-    from npdeeplab.writer import write_atomically
+    from npdeeplab.model.writer import write_atomically
 
     return write_atomically(output, build_report(model, image, compare).encode("utf-8"))
 
 
 def _input_section(image: str | os.PathLike, x: np.ndarray) -> str:
-    from npdeeplab.images import load_image
+    from npdeeplab.segmentation.images import load_image
 
     picture = load_image(image)
     shown = picture.copy()
@@ -220,7 +221,7 @@ def _segmentation_section(result: object) -> str:
 
 
 def _colour(class_id: int) -> np.ndarray:
-    from npdeeplab.palette import PALETTE
+    from npdeeplab.segmentation.palette import PALETTE
 
     return PALETTE[class_id]
 
@@ -263,8 +264,8 @@ def _ops_section(traced: Trace) -> str:
 
 
 def _compare_section(interpreter: Interpreter, path: Path, x: np.ndarray, traced: Trace) -> str:
-    from npdeeplab.comparison import compare_with_litert, litert_tensors
-    from npdeeplab.trace import dump_key
+    from npdeeplab.runtime.trace import dump_key
+    from npdeeplab.tools.comparison import compare_with_litert, litert_tensors
 
     theirs = litert_tensors(path, [x], "litert")
     comparison = compare_with_litert(interpreter, x, reference_model=path, reference_tensors=theirs)

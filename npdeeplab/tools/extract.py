@@ -6,8 +6,8 @@ computes for later ops or as graph outputs. Tensor names are kept, so the arrays
 run (`capture`) can be fed to the small model by name: a numerical mismatch with LiteRT becomes two
 small files to attach to a bug report.
 
-    >>> from npdeeplab.loader import load_model
-    >>> from npdeeplab.extract import extract_ops
+    >>> from npdeeplab.model.loader import load_model
+    >>> from npdeeplab.tools.extract import extract_ops
     >>> model = load_model("deeplabv3_257_mv_gpu.tflite")        # doctest: +SKIP
     >>> part = extract_ops(model, 37, 37)                          # doctest: +SKIP
     >>> [t.name for t in part.model.main.tensors]                  # doctest: +SKIP
@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from npdeeplab.errors import InputError, ModelError
-from npdeeplab.interpreter import Interpreter, OpCall
-from npdeeplab.ir import Model, OpNode, Subgraph, TensorInfo
-from npdeeplab.writer import write_atomically
+from npdeeplab.model.ir import Model, OpNode, Subgraph, TensorInfo
+from npdeeplab.model.writer import write_atomically
+from npdeeplab.runtime.interpreter import Interpreter, OpCall
 
 
 @dataclass(frozen=True)
@@ -153,22 +153,6 @@ def dumped_arrays(extraction: Extraction, captured: Mapping[int, np.ndarray]) ->
     for small, source in zip(extraction.model.main.outputs, extraction.source_outputs, strict=True):
         arrays[extraction.model.main.tensors[small].name] = captured[source]
     return arrays
-
-
-def random_inputs(model: Model, seed: int = 0) -> list[np.ndarray]:
-    """One random array per graph input: floats in [-1, 1], integers over their type's range."""
-    rng = np.random.default_rng(seed)
-    return [random_array(rng, model.main.tensors[i].shape, model.main.tensors[i].dtype) for i in model.main.inputs]
-
-
-def random_array(rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        return rng.uniform(-1, 1, shape).astype(dtype)
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        return rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
-    return rng.integers(0, 2, shape).astype(dtype)
 
 
 def save_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path:

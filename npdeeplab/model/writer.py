@@ -1,8 +1,8 @@
-"""Write the IR (npdeeplab.ir) back to .tflite bytes, through the `tflite` schema's builder functions.
+"""Write the IR (npdeeplab.model.ir) back to .tflite bytes, through the `tflite` schema's builder functions.
 
-The reverse of npdeeplab.loader: `load_model(write_model(load_model(f)))` equals `load_model(f)`.
+The reverse of npdeeplab.model.loader: `load_model(write_model(load_model(f)))` equals `load_model(f)`.
 What the IR does not hold is not written: custom options, min/max quantization ranges, sparsity,
-operator intermediates and the options tables of ops npdeeplab.options does not model. LiteRT
+operator intermediates and the options tables of ops npdeeplab.model.options does not model. LiteRT
 reads none of them for the ops npdeeplab runs.
 
 Buffers: buffer 0 is the empty sentinel. When the tensors' buffer indices are consistent (every
@@ -25,9 +25,9 @@ import tflite
 
 from npdeeplab.errors import ModelError
 from npdeeplab.files import atomic_file
-from npdeeplab.ir import Model, OpNode, Quantization, SignatureDef, Subgraph, TensorInfo
-from npdeeplab.loader import FILE_IDENTIFIER, TENSOR_DTYPES
-from npdeeplab.options import ENUM_FIELDS, camel
+from npdeeplab.model.ir import Model, OpNode, Quantization, SignatureDef, Subgraph, TensorInfo
+from npdeeplab.model.loader import FILE_IDENTIFIER, TENSOR_DTYPES
+from npdeeplab.model.options import ENUM_FIELDS, camel
 
 OPERATOR_CODES = {k: v for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
 TYPE_CODES = {dtype: code for code, dtype in TENSOR_DTYPES.items()}
