@@ -47,9 +47,11 @@ def litert_module():
 
 
 def _folder(variable: str, fallback: Path) -> Path | None:
+    """The first existing folder of $variable, else fallback, as an absolute path: tests hand
+    these paths to subprocesses that run in other working directories."""
     for candidate in [*os.environ.get(variable, "").split(os.pathsep), str(fallback)]:
         if candidate and Path(candidate).is_dir():
-            return Path(candidate)
+            return Path(candidate).absolute()
     return None
 
 
