@@ -1,11 +1,14 @@
-"""`npdeeplab bench MODEL [--runs N] [--threads T]`: npdeeplab and LiteRT side by side."""
+"""`npdeeplab bench [MODEL] [--runs N] [--passes P] [--engines LIST] [--threads T]`: npdeeplab against LiteRT,
+each engine alone in a fresh process."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import sys
 
-from npdeeplab.tools.bench import benchmark
+from npdeeplab.tools.bench import DEFAULT_TIMEOUT_S, ENGINES, benchmark
 from npdeeplab.zoo import DEFAULT_MODEL, resolve_model
 
 
@@ -13,15 +16,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench",
         help="time npdeeplab (Numba, NumPy) against LiteRT (XNNPACK, no delegates)",
-        description="Time npdeeplab and LiteRT in one process: warm-up, interleaved runs, medians, ratios.",
+        description="Time npdeeplab and LiteRT, each engine alone in a fresh process, alternating over "
+        "several passes: best median per engine, the spread of its medians, ratios, a per-op breakdown.",
     )
     parser.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="registry name or .tflite path")
-    parser.add_argument("--runs", type=positive_int, default=20, help="timed runs per engine (default 20)")
+    parser.add_argument("--runs", type=positive_int, default=20, help="timed runs per engine and pass (default 20)")
+    parser.add_argument("--passes", type=positive_int, default=3, help="passes over the engines (default 3)")
+    parser.add_argument(
+        "--engines",
+        type=engine_list,
+        default=None,
+        help=f"comma-separated subset of {','.join(ENGINES)} (default: all)",
+    )
     parser.add_argument(
         "--threads", type=positive_int, default=None, help="threads for every engine (default: all cores)"
     )
     parser.add_argument("--top", type=positive_int, default=10, help="ops to list in the per-op breakdown")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help=f"seconds one engine's process may take before it is stopped (default {DEFAULT_TIMEOUT_S:g})",
+    )
+    parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
     parser.set_defaults(run=run)
 
 
@@ -32,10 +49,32 @@ def positive_int(text: str) -> int:
     return value
 
 
+def engine_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ENGINES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown engine(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(ENGINES)}"
+        )
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
-    result = benchmark(resolve_model(args.model), runs=args.runs, threads=args.threads)
+    result = benchmark(
+        resolve_model(args.model),
+        runs=args.runs,
+        threads=args.threads,
+        passes=args.passes,
+        engines=args.engines,
+        timeout_s=args.timeout,
+        progress=print_progress if sys.stderr.isatty() else None,
+    )
     if args.json:
-        print(json.dumps(result.__dict__, indent=2))
+        print(json.dumps(dataclasses.asdict(result), indent=2))
     else:
         print(result.to_text(top=args.top))
     return 0
+
+
+def print_progress(message: str) -> None:
+    print(f"npdeeplab bench: {message}", file=sys.stderr, flush=True)

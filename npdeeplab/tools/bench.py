@@ -1,31 +1,70 @@
-"""Time npdeeplab against LiteRT in one process: interleaved runs after warm-up, medians, ratios.
+"""Time npdeeplab against LiteRT, each engine alone in a fresh process.
 
-Import npdeeplab before NumPy when timing (benchmarks/bench.py and the CLI do), so that the
-thread-waiting policy set in npdeeplab.runtime.threads takes effect.
+Engines sharing one process slow each other down: on 2 cores LiteRT + XNNPACK ran about 2x slower
+beside npdeeplab's idle thread pools than alone. So `benchmark` (the parent) imports no engine.
+For each pass it starts one child process per engine (`python -m npdeeplab.tools.bench --engine
+KEY ...`, the hidden entry point at the bottom of this module), reversing the order on odd passes so
+no engine always runs right after another. A child loads only its engine, warms it up, times the
+invokes and prints one JSON line; the parent keeps each engine's best (lowest) median.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from npdeeplab.runtime.backends import numba_available
-from npdeeplab.runtime.inputs import random_array
-from npdeeplab.runtime.interpreter import Interpreter
+from npdeeplab.errors import NpDeepLabError
 from npdeeplab.runtime.threads import default_threads
 
 REFERENCE = "LiteRT + XNNPACK"
 NO_DELEGATES = "LiteRT, no delegates"
+ENGINES = {  # key (as `--engines` takes it) -> label
+    "xnnpack": REFERENCE,
+    "litert": NO_DELEGATES,
+    "numba": "npdeeplab, Numba",
+    "numpy": "npdeeplab, NumPy",
+}
+LITERT_ENGINES = ("xnnpack", "litert")
+DEFAULT_TIMEOUT_S = 600.0  # per child process; the first Numba run on a machine compiles for ~20 s
+ENGINE_MODULES = ("ai_edge_litert", "numba", "npdeeplab.kernels.fast")  # what a child reports having loaded
+
+
+class BenchError(NpDeepLabError):
+    """An engine's process failed, hung, or printed no result."""
+
+
+class EngineUnavailable(Exception):
+    """The engine's dependency (LiteRT, Numba) does not import in this environment."""
+
+
+@dataclass
+class ChildReport:
+    """What one engine's process measured, as it printed it."""
+
+    engine: str  # key, e.g. "numba"
+    pid: int
+    median_ms: float
+    samples_ms: list[float]
+    peak_rss_mb: float
+    blas: dict[str, Any]  # NumPy's BLAS as threadpoolctl saw it inside this process
+    thread_pools: list[str]  # every native thread pool loaded in this process
+    engine_modules: list[str]  # which of ENGINE_MODULES this process had imported
+    op_times_ms: list[tuple[int, str, float]] = field(default_factory=list)  # npdeeplab engines only
+    op_macs: dict[int, int] = field(default_factory=dict)  # op index -> multiply-adds per inference
 
 
 @dataclass
@@ -33,41 +72,52 @@ class BenchResult:
     model: str
     runs: int
     threads: int
-    medians_ms: dict[str, float]
-    op_times_ms: dict[str, list[tuple[int, str, float]]] = field(default_factory=dict)  # engine -> rows
-    op_macs: dict[int, int] = field(default_factory=dict)  # op index -> multiply-adds per inference
-    peak_rss_mb: float = 0.0
+    passes: int
+    warmup: int
+    method: str
+    machine: str
+    order: list[list[str]]  # engine keys, in the order each pass ran them
+    processes: dict[str, list[ChildReport]]  # engine label -> one report per pass
+    medians_ms: dict[str, float]  # engine label -> best median over the passes
+    spreads_ms: dict[str, tuple[float, float]]  # engine label -> (lowest, highest) median over the passes
+    peak_rss_mb: dict[str, float]  # engine label -> highest peak RSS of its processes
+    op_times_ms: dict[str, list[tuple[int, str, float]]]  # npdeeplab engine label -> per-op rows of its best pass
+    op_macs: dict[int, int]
+    blas: dict[str, Any]
     notes: list[str] = field(default_factory=list)
 
     def ratio(self, engine: str, against: str) -> float | None:
-        if against not in self.medians_ms:
+        if engine not in self.medians_ms or against not in self.medians_ms:
             return None
         return self.medians_ms[engine] / self.medians_ms[against]
 
     def to_text(self, top: int = 10) -> str:
         lines = [
-            f"npdeeplab bench {Path(self.model).name}: median of {self.runs} interleaved runs, "
-            f"{self.threads} thread(s), {machine_description()}",
+            f"npdeeplab bench {Path(self.model).name}: {self.threads} thread(s), {self.machine}",
+            f"method: {self.method}",
+            f"BLAS: {blas_text(self.blas)}",
             "",
-            f"{'engine':<26} {'median ms':>10} {'vs ' + REFERENCE:>22} {'vs ' + NO_DELEGATES:>26}",
+            *self._engine_table(),
+        ]
+        for engine, rows in self.op_times_ms.items():
+            lines += ["", f"top ops by time, {engine} (its best pass):", *op_table(rows, self.op_macs, top)]
+        lines += ["", "order of passes: " + " / ".join(",".join(keys) for keys in self.order)]
+        lines += [f"note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+    def _engine_table(self) -> list[str]:
+        lines = [
+            f"{'engine':<22}  {'best median ms':>14}  {'spread ms':>11}  {'vs ' + REFERENCE:>19}  "
+            f"{'vs ' + NO_DELEGATES:>23}  {'peak RSS MB':>11}"
         ]
         for engine, ms in self.medians_ms.items():
-            cells = [_ratio_text(self.ratio(engine, other)) for other in (REFERENCE, NO_DELEGATES)]
-            lines.append(f"{engine:<26} {ms:>10.1f} {cells[0]:>22} {cells[1]:>26}")
-        for engine, rows in self.op_times_ms.items():
-            total = sum(ms for _, _, ms in rows) or 1.0
-            lines += ["", f"top ops by time, {engine}:"]
-            for index, kind, ms in sorted(rows, key=lambda r: -r[2])[:top]:
-                macs = self.op_macs.get(index, 0)
-                rate = f"  {macs / ms / 1e6:6.1f} GMAC/s" if macs and ms > 0 else ""
-                lines.append(f"  op {index:>3} {kind:<20} {ms:>7.2f} ms  {100 * ms / total:5.1f}%{rate}")
-            by_kind: dict[str, float] = defaultdict(float)
-            for _, kind, ms in rows:
-                by_kind[kind] += ms
-            summary = ", ".join(f"{k} {v:.1f}" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]))
-            lines.append(f"  by kind (ms): {summary}")
-        lines += ["", f"peak RSS of this process: {self.peak_rss_mb:.0f} MB"] + [f"note: {n}" for n in self.notes]
-        return "\n".join(lines)
+            low, high = self.spreads_ms[engine]
+            against = [_ratio_text(self.ratio(engine, other)) for other in (REFERENCE, NO_DELEGATES)]
+            lines.append(
+                f"{engine:<22}  {ms:>14.1f}  {f'{low:.1f}-{high:.1f}':>11}  {against[0]:>19}  {against[1]:>23}  "
+                f"{self.peak_rss_mb[engine]:>11.0f}"
+            )
+        return lines
 
 
 def machine_description() -> str:
@@ -77,36 +127,248 @@ def machine_description() -> str:
     )
 
 
-def benchmark(model_path: str | Path, runs: int = 20, threads: int | None = None, warmup: int = 3) -> BenchResult:
-    """Time every available engine on the same random input, interleaved round by round."""
+def method_description(passes: int, runs: int, warmup: int) -> str:
+    passes_text = "1 pass" if passes == 1 else f"{passes} passes alternating"
+    return (
+        f"each engine alone in a fresh process, {passes_text}, "
+        f"best median of {runs} runs (after {warmup} warm-up runs)"
+    )
+
+
+def blas_text(blas: dict[str, Any]) -> str:
+    if not blas:
+        return "not seen (no engine process reported it)"
+    text = (
+        f"{blas.get('internal_api')} {blas.get('version')}, {blas.get('architecture') or 'unknown'} kernel, "
+        f"{blas.get('threading_layer')} threads (seen inside the {blas.get('seen_in')} process)"
+    )
+    if blas.get("coretype_override"):
+        text += f", OPENBLAS_CORETYPE={blas['coretype_override']}"
+    return text
+
+
+def op_table(rows: list[tuple[int, str, float]], op_macs: dict[int, int], top: int) -> list[str]:
+    """The slowest ops (with GMAC/s where an op multiplies), then the time per op kind."""
+    total = sum(ms for _, _, ms in rows) or 1.0
+    lines = []
+    for index, kind, ms in sorted(rows, key=lambda row: -row[2])[:top]:
+        macs = op_macs.get(index, 0)
+        rate = f"  {macs / ms / 1e6:6.1f} GMAC/s" if macs and ms > 0 else ""
+        lines.append(f"  op {index:>3} {kind:<20} {ms:>7.2f} ms  {100 * ms / total:5.1f}%{rate}")
+    by_kind: dict[str, float] = defaultdict(float)
+    for _, kind, ms in rows:
+        by_kind[kind] += ms
+    summary = ", ".join(f"{kind} {ms:.1f}" for kind, ms in sorted(by_kind.items(), key=lambda item: -item[1]))
+    return [*lines, f"  by kind (ms): {summary}"]
+
+
+# The parent: one fresh process per engine and pass.
+
+
+def benchmark(
+    model_path: str | Path,
+    runs: int = 20,
+    threads: int | None = None,
+    passes: int = 3,
+    engines: Sequence[str] | None = None,
+    warmup: int = 3,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    progress: Callable[[str], None] | None = None,
+) -> BenchResult:
+    """Time each engine (keys of ENGINES; default all) alone in a fresh process, alternating over passes."""
+    keys = engine_keys(engines)
     threads = threads or default_threads()
-    engines, notes = _engines(str(model_path), threads)
-    feeds = {name: make_feed(interpreter) for name, interpreter in engines.items()}
-    for name, interpreter in engines.items():
-        for _ in range(warmup):
-            feeds[name]()
-            interpreter.invoke()
-    samples: dict[str, list[float]] = {name: [] for name in engines}
+    processes: dict[str, list[ChildReport]] = {}
+    order: list[list[str]] = []
+    notes: list[str] = []
+    for pass_index in range(passes):
+        ran = []
+        for key in keys if pass_index % 2 == 0 else keys[::-1]:
+            if progress:
+                progress(f"pass {pass_index + 1}/{passes}: {ENGINES[key]}")
+            report = run_engine_process(key, model_path, runs, threads, warmup, timeout_s)
+            if "unavailable" in report:
+                notes.append(f"{ENGINES[key]} skipped: {report['unavailable']}")
+                continue
+            processes.setdefault(ENGINES[key], []).append(child_report(report))
+            ran.append(key)
+        keys = [key for key in keys if key in ran]  # an unavailable engine is tried once
+        order.append(ran)
+    return summarize(str(model_path), runs, threads, passes, warmup, order, processes, notes)
+
+
+def engine_keys(engines: Sequence[str] | None) -> list[str]:
+    """The engines asked for, in ENGINES' order; unknown names refused."""
+    if engines is None:
+        return list(ENGINES)
+    unknown = [name for name in engines if name not in ENGINES]
+    if unknown or not engines:
+        raise ValueError(f"unknown engine(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(ENGINES)}")
+    return [key for key in ENGINES if key in engines]
+
+
+def run_engine_process(
+    key: str, model_path: str | Path, runs: int, threads: int, warmup: int, timeout_s: float
+) -> dict:
+    """Run one engine in a fresh child process; its JSON report (or {"unavailable": reason})."""
+    label = ENGINES[key]
+    command = [sys.executable, "-m", "npdeeplab.tools.bench", "--engine", key, "--runs", str(runs)]
+    command += ["--threads", str(threads), "--warmup", str(warmup), str(model_path)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=child_environment(key))
+    except subprocess.TimeoutExpired:
+        message = f"bench: {label} did not finish within {timeout_s:g} s in its own process; it was stopped"
+        raise BenchError(message) from None
+    if done.returncode != 0:
+        reason = _last_line(done.stderr).removeprefix("npdeeplab: error: ") or "no message"
+        raise BenchError(f"bench: {label} failed in its own process (exit {done.returncode}): {reason}")
+    try:
+        return json.loads(_last_line(done.stdout))
+    except json.JSONDecodeError:
+        raise BenchError(f"bench: {label}'s process printed no result line") from None
+
+
+def child_environment(key: str) -> dict[str, str]:
+    """The parent's environment; LiteRT's processes keep NumPy's BLAS to one thread (no idle worker pool)."""
+    environment = dict(os.environ)
+    if key in LITERT_ENGINES:
+        environment["OPENBLAS_NUM_THREADS"] = "1"
+    return environment
+
+
+def child_report(report: dict) -> ChildReport:
+    """A ChildReport from JSON, with op indices back as ints and per-op rows as tuples."""
+    report = dict(report)
+    report["op_times_ms"] = [tuple(row) for row in report.get("op_times_ms", [])]
+    report["op_macs"] = {int(index): macs for index, macs in report.get("op_macs", {}).items()}
+    return ChildReport(**report)
+
+
+def summarize(
+    model: str,
+    runs: int,
+    threads: int,
+    passes: int,
+    warmup: int,
+    order: list[list[str]],
+    processes: dict[str, list[ChildReport]],
+    notes: list[str],
+) -> BenchResult:
+    """Best median per engine, the spread of its medians, and the per-op rows of its best pass."""
+    best = {engine: min(reports, key=lambda r: r.median_ms) for engine, reports in processes.items()}
+    medians = {engine: [report.median_ms for report in reports] for engine, reports in processes.items()}
+    op_macs = next((r.op_macs for r in best.values() if r.op_macs), {})
+    return BenchResult(
+        model=model,
+        runs=runs,
+        threads=threads,
+        passes=passes,
+        warmup=warmup,
+        method=method_description(passes, runs, warmup),
+        machine=machine_description(),
+        order=order,
+        processes=processes,
+        medians_ms={engine: report.median_ms for engine, report in best.items()},
+        spreads_ms={engine: (min(values), max(values)) for engine, values in medians.items()},
+        peak_rss_mb={engine: max(r.peak_rss_mb for r in reports) for engine, reports in processes.items()},
+        op_times_ms={engine: report.op_times_ms for engine, report in best.items() if report.op_times_ms},
+        op_macs=op_macs,
+        blas=blas_of(processes),
+        notes=notes,
+    )
+
+
+def blas_of(processes: dict[str, list[ChildReport]]) -> dict[str, Any]:
+    """NumPy's BLAS as seen inside an npdeeplab process (where it does the work), else any process."""
+    preferred = [ENGINES["numpy"], ENGINES["numba"], *processes]
+    for engine in preferred:
+        for report in processes.get(engine, []):
+            if report.blas:
+                return {**report.blas, "seen_in": engine}
+    return {}
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def _ratio_text(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"
+
+
+# The child: one engine, alone in this process.
+
+
+def measure_engine(key: str, model_path: str, runs: int, threads: int, warmup: int) -> dict:
+    """Load one engine, warm it up, time `runs` invokes; the report a child prints (raises EngineUnavailable)."""
+    interpreter = load_engine(key, model_path, threads)
+    feed = make_feed(interpreter)
+    for _ in range(warmup):
+        feed()
+        interpreter.invoke()
+    feed()
+    samples = time_invokes(interpreter, runs)
+    report: dict[str, Any] = {"engine": key, "pid": os.getpid(), "median_ms": statistics.median(samples)}
+    report["samples_ms"] = samples
+    if key not in LITERT_ENGINES:
+        report["op_times_ms"] = profile_ops(interpreter, max(3, runs // 4))
+        report["op_macs"] = {step.op.index: step.macs for step in interpreter.ops}
+    report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    report["blas"], report["thread_pools"] = blas_and_thread_pools()
+    report["engine_modules"] = [name for name in ENGINE_MODULES if name in sys.modules]
+    return report
+
+
+def load_engine(key: str, model_path: str, threads: int) -> Any:
+    """The engine's interpreter; only its own dependencies are imported."""
+    if key in LITERT_ENGINES:
+        try:
+            from ai_edge_litert.interpreter import Interpreter as LiteRT
+            from ai_edge_litert.interpreter import OpResolverType
+        except ImportError as error:
+            raise EngineUnavailable(f"LiteRT (ai-edge-litert) does not import here ({error})") from None
+        if key == "xnnpack":
+            return LiteRT(model_path=model_path, num_threads=threads)
+        resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        return LiteRT(model_path=model_path, num_threads=threads, experimental_op_resolver_type=resolver)
+    from npdeeplab.runtime.backends import numba_available
+    from npdeeplab.runtime.interpreter import Interpreter
+
+    if key == "numba" and not numba_available():
+        raise EngineUnavailable("Numba does not import here")
+    return Interpreter(model_path=model_path, num_threads=threads, backend=key)
+
+
+def time_invokes(interpreter: Any, runs: int) -> list[float]:
+    samples = []
     for _ in range(runs):
-        for name, interpreter in engines.items():
-            start = time.perf_counter()
-            interpreter.invoke()
-            samples[name].append((time.perf_counter() - start) * 1000)
-    medians = {name: statistics.median(values) for name, values in samples.items()}
-    ours = {name: interpreter for name, interpreter in engines.items() if isinstance(interpreter, Interpreter)}
-    op_times = {name: profile_ops(interpreter, max(3, runs // 4)) for name, interpreter in ours.items()}
-    op_macs = {step.op.index: step.macs for step in next(iter(ours.values())).ops}
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return BenchResult(str(model_path), runs, threads, medians, op_times, op_macs, peak, notes)
+        start = time.perf_counter()
+        interpreter.invoke()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
 
 
-def profile_ops(interpreter: Interpreter, runs: int) -> list[tuple[int, str, float]]:
+def blas_and_thread_pools() -> tuple[dict[str, Any], list[str]]:
+    """NumPy's BLAS (which library, which CPU kernel it picked) and every thread pool in this process."""
+    from threadpoolctl import threadpool_info
+
+    pools = threadpool_info()
+    blas = next((pool for pool in pools if pool.get("user_api") == "blas"), {})
+    keep = ("internal_api", "version", "architecture", "threading_layer", "num_threads")
+    described = {name: blas.get(name) for name in keep} if blas else {}
+    if blas and os.environ.get("OPENBLAS_CORETYPE"):
+        described["coretype_override"] = os.environ["OPENBLAS_CORETYPE"]
+    return described, [f"{pool.get('internal_api')} ({pool.get('num_threads')} threads)" for pool in pools]
+
+
+def profile_ops(interpreter: Any, runs: int) -> list[tuple[int, str, float]]:
     """Median time of each op over several invokes, from the gaps between per-op hook calls."""
     times: dict[int, list[float]] = defaultdict(list)
     kinds = {step.op.index: step.op.kind for step in interpreter.ops}
     clock = [0.0]
 
-    def hook(call: object) -> None:
+    def hook(call: Any) -> None:
         now = time.perf_counter()
         times[call.index].append((now - clock[0]) * 1000)
         clock[0] = now
@@ -121,8 +383,10 @@ def profile_ops(interpreter: Interpreter, runs: int) -> list[tuple[int, str, flo
     return [(index, kinds[index], statistics.median(values)) for index, values in sorted(times.items())]
 
 
-def make_feed(interpreter: object) -> Callable[[], None]:
+def make_feed(interpreter: Any) -> Callable[[], None]:
     """Set every input to fixed random data of the right dtype; returns a function that re-sets it."""
+    from npdeeplab.runtime.inputs import random_array
+
     rng = np.random.default_rng(0)
     interpreter.allocate_tensors()
     feeds = []
@@ -137,30 +401,25 @@ def make_feed(interpreter: object) -> Callable[[], None]:
     return feed
 
 
-def _engines(model_path: str, threads: int) -> tuple[dict[str, object], list[str]]:
-    engines: dict[str, object] = {}
-    notes = []
+def child_main(argv: Sequence[str] | None = None) -> int:
+    """The hidden entry point a child runs: measure one engine, print one JSON line."""
+    parser = argparse.ArgumentParser(prog="python -m npdeeplab.tools.bench", description="(internal) one engine")
+    parser.add_argument("--engine", choices=list(ENGINES), required=True)
+    parser.add_argument("--runs", type=int, required=True)
+    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--warmup", type=int, required=True)
+    parser.add_argument("model")
+    args = parser.parse_args(argv)
     try:
-        from ai_edge_litert.interpreter import Interpreter as LiteRT
-        from ai_edge_litert.interpreter import OpResolverType
-    except ImportError:
-        notes.append("LiteRT (ai-edge-litert) is not installed: no reference timings, no ratios")
-    else:
-        engines[REFERENCE] = LiteRT(model_path=model_path, num_threads=threads)
-        engines[NO_DELEGATES] = LiteRT(
-            model_path=model_path,
-            num_threads=threads,
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-        )
-    if numba_available():
-        engines["npdeeplab, Numba"] = Interpreter(model_path=model_path, num_threads=threads, backend="numba")
-    else:
-        notes.append("Numba does not import here: no Numba timings")
-    engines["npdeeplab, NumPy"] = Interpreter(model_path=model_path, num_threads=threads, backend="numpy")
-    if "numpy" in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
-        notes.append("NumPy was imported before npdeeplab: thread-waiting policy not applied")
-    return engines, notes
+        report = measure_engine(args.engine, args.model, args.runs, args.threads, args.warmup)
+    except EngineUnavailable as reason:
+        report = {"engine": args.engine, "unavailable": str(reason)}
+    except NpDeepLabError as error:
+        print(f"npdeeplab: error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(report))
+    return 0
 
 
-def _ratio_text(ratio: float | None) -> str:
-    return "-" if ratio is None else f"{ratio:.2f}x"
+if __name__ == "__main__":
+    sys.exit(child_main())
