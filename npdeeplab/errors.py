@@ -33,3 +33,11 @@ class InputError(NpDeepLabError, ValueError):
 
 class ImageError(NpDeepLabError):
     """An image that cannot be read, or a directory with no images."""
+
+
+class NotAllocatedError(NpDeepLabError, RuntimeError):
+    """invoke() before allocate_tensors() (or after a resize without a new allocate_tensors()), as LiteRT refuses it."""
+
+
+class BackendError(NpDeepLabError, ValueError):
+    """An unknown backend name, or a backend whose dependency (Numba) does not import here."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable
 
+from npdeeplab.errors import BackendError
 from npdeeplab.kernels.registry import NUMPY_KERNELS
 
 BACKENDS = ("auto", "numpy", "numba")
@@ -13,22 +15,35 @@ BACKENDS = ("auto", "numpy", "numba")
 
 def resolve_backend(name: str | None = None) -> str:
     """The backend to use: the argument, else $NPDEEPLAB_BACKEND, else "auto" (Numba when it imports)."""
-    name = (name or os.environ.get("NPDEEPLAB_BACKEND") or "auto").lower()
+    given = name or os.environ.get("NPDEEPLAB_BACKEND") or "auto"
+    source = "backend" if name else "NPDEEPLAB_BACKEND"
+    name = given.lower()
     if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+        raise BackendError(f"unknown {source} {given!r}; choose one of {', '.join(BACKENDS)}")
     if name == "auto":
         return "numba" if numba_available() else "numpy"
     if name == "numba" and not numba_available():
-        raise ValueError("backend 'numba' was asked for, but numba does not import here; use 'numpy'")
+        raise BackendError(
+            f"{source} 'numba' was asked for, but Numba does not import here ({numba_problem()}); use 'numpy'"
+        )
     return name
 
 
 def numba_available() -> bool:
+    return numba_problem() is None
+
+
+@functools.cache
+def numba_problem() -> str | None:
+    """Why the Numba backend cannot load (e.g. "No module named 'numba'"), or None when it can.
+
+    Any exception counts, not only ImportError: a Numba whose llvmlite does not match raises others.
+    """
     try:
         from npdeeplab.kernels import fast  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    except Exception as error:
+        return f"{type(error).__name__}: {error}".splitlines()[0]
+    return None
 
 
 _announced = False
