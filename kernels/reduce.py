@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,7 @@ class ArgParams:
 
 def mean(p: ReduceParams, x: np.ndarray) -> np.ndarray:
     """Sum over the axes divided by the number of elements summed, in x's float dtype."""
-    count = int(np.prod([x.shape[a] for a in p.axes], dtype=np.int64))
+    count = math.prod(x.shape[a] for a in p.axes)
     total = np.sum(x, axis=p.axes, keepdims=p.keep_dims, dtype=x.dtype)
     return (total / x.dtype.type(count)).astype(x.dtype, copy=False)
 

@@ -6,6 +6,7 @@ Constant data are read-only NumPy views into the (memory-mapped) file: nothing i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +44,7 @@ class TensorInfo:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)  # a Python int: never wraps, however large the shape
 
 
 @dataclass(frozen=True)

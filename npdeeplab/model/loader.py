@@ -7,6 +7,7 @@ here (identifier, index ranges, buffer sizes); op-level checks happen in npdeepl
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 from pathlib import Path
@@ -154,7 +155,7 @@ def _decode_tensor(tensor: Any, index: int, buffers: list[np.ndarray], name: str
     raw = buffers[buffer_index] if buffer_index else buffers[0][:0]
     data = None
     if raw.size:
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        expected = math.prod(shape) * dtype.itemsize
         if raw.size != expected:
             raise ModelError(
                 f"{where}: constant buffer {buffer_index} holds {raw.size} bytes, expected {expected} "

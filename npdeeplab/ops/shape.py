@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -27,13 +28,13 @@ def _infer_shape(ctx: OpContext, size: int, requested: tuple[int, ...]) -> tuple
     unknown = [i for i, d in enumerate(requested) if d == -1]
     if len(unknown) > 1 or any(d < -1 for d in requested):
         ctx.fail(f"new shape {list(requested)} may hold at most one -1 and no other negative value")
-    known = int(np.prod([d for d in requested if d != -1], dtype=np.int64))
+    known = math.prod(d for d in requested if d != -1)
     shape = list(requested)
     if unknown:
         if known == 0 or size % known:
             ctx.fail(f"cannot reshape {size} elements into {list(requested)}")
         shape[unknown[0]] = size // known
-    if int(np.prod(shape, dtype=np.int64)) != size:
+    if math.prod(shape) != size:
         ctx.fail(f"cannot reshape {size} elements into {list(requested)}")
     return tuple(shape)
 

@@ -8,19 +8,20 @@ LiteRT: `ops` lists the prepared ops, `add_hook` calls back after every op with 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from npdeeplab.errors import InputError, ModelError
+from npdeeplab.errors import InputError, ModelError, NotAllocatedError
 from npdeeplab.model.ir import Model, OpNode, Subgraph, TensorInfo
 from npdeeplab.model.loader import load_model
 from npdeeplab.ops import PreparedOp
 from npdeeplab.runtime.backends import kernel_table, out_kernels, resolve_backend
 from npdeeplab.runtime.graph import prepare_graph
-from npdeeplab.runtime.plan import MemoryPlan, plan_memory
+from npdeeplab.runtime.plan import MemoryPlan, check_memory, plan_memory
 from npdeeplab.runtime.threads import thread_limits
 
 
@@ -53,20 +54,25 @@ class GraphRunner:
         kernels: dict[str, Callable],
         writes_into: frozenset[str] = frozenset(),
         preserve_all_tensors: bool = False,
+        max_memory: int | None = None,
     ) -> None:
         self.graph = graph
         self.kernels = kernels
         self.writes_into = writes_into
         self.preserve_all_tensors = preserve_all_tensors
-        self.input_shapes: dict[int, tuple[int, ...]] = {}
-        self.prepare()
+        self.max_memory = max_memory
+        self.prepare({})
 
-    def prepare(self) -> None:
-        self.steps, self.tensors = prepare_graph(self.graph, self.input_shapes)
-        self.memory: MemoryPlan = plan_memory(self.graph, self.steps, self.tensors)
+    def prepare(self, input_shapes: dict[int, tuple[int, ...]]) -> None:
+        """Prepare and plan for these input shapes; on a ModelError nothing has changed."""
+        steps, tensors = prepare_graph(self.graph, input_shapes)
+        memory = plan_memory(self.graph, steps, tensors)
         keep_all = self.preserve_all_tensors
-        self.release = [[] if keep_all else self.memory.release_after(i) for i in range(len(self.steps))]
-        self.values: list[np.ndarray | None] = [t.data for t in self.tensors]
+        check_memory(memory, tensors, keep_all, self.max_memory)
+        self.input_shapes = dict(input_shapes)
+        self.steps, self.tensors, self.memory = steps, tensors, memory
+        self.release = [[] if keep_all else memory.release_after(i) for i in range(len(steps))]
+        self.values: list[np.ndarray | None] = [t.data for t in tensors]
         self.buffers: dict[int, np.ndarray] = {}
         self.allocated = False
 
@@ -119,7 +125,13 @@ class GraphRunner:
 
 
 class Interpreter:
-    """LiteRT's Interpreter API over npdeeplab's kernels."""
+    """LiteRT's Interpreter API over npdeeplab's kernels.
+
+    One interpreter holds one set of tensors: its methods take `lock` (a re-entrant lock), so
+    threads sharing it are served one call at a time. Hold `lock` yourself around set_tensor ->
+    invoke -> get_tensor when threads share an interpreter; for parallel work give each thread
+    its own Interpreter (they share nothing and give identical results).
+    """
 
     def __init__(
         self,
@@ -134,32 +146,42 @@ class Interpreter:
         *,
         backend: str | None = None,
         model: Model | None = None,
+        max_memory: int | None = None,
     ) -> None:
         sources = [s for s in (model_path, model_content, model) if s is not None]
         if len(sources) != 1:
-            raise ValueError("give exactly one of model_path, model_content or model")
+            raise InputError("give exactly one of model_path, model_content or model")
+        if model_content is not None and not isinstance(model_content, (bytes, bytearray, memoryview)):
+            raise ModelError(
+                f"model_content must be bytes, bytearray or memoryview, got {type(model_content).__name__}"
+            )
+        if model_path is not None and not isinstance(model_path, (str, os.PathLike)):
+            raise ModelError(f"model_path must be a str or os.PathLike, got {type(model_path).__name__}")
+        if model is not None and not isinstance(model, Model):
+            raise ModelError(f"model must be an npdeeplab.model.ir.Model, got {type(model).__name__}")
         self.model = model if model is not None else load_model(sources[0])
         self.backend = resolve_backend(backend)
         self.num_threads = num_threads
         self.preserve_all_tensors = experimental_preserve_all_tensors
         self._kernels = kernel_table(self.backend)
         self._runner = GraphRunner(
-            self.model.main, self._kernels, out_kernels(self.backend), experimental_preserve_all_tensors
+            self.model.main, self._kernels, out_kernels(self.backend), experimental_preserve_all_tensors, max_memory
         )
         self._hooks: list[Hook] = []
+        self.lock = threading.RLock()
 
     # --- LiteRT's API -------------------------------------------------------------------------
 
     def allocate_tensors(self) -> None:
-        if self._runner.input_shapes and not self._runner.allocated:
-            self._runner.prepare()
-        self._runner.allocate()
+        with self.lock:
+            self._runner.allocate()
 
     def invoke(self) -> None:
-        if not self._runner.allocated:
-            self.allocate_tensors()
-        with thread_limits(self.backend, self.num_threads):
-            self._runner.run(self._hooks)
+        with self.lock:
+            if not self._runner.allocated:
+                raise NotAllocatedError("Invoke called on model that is not ready: call allocate_tensors() first")
+            with thread_limits(self.backend, self.num_threads):
+                self._runner.run(self._hooks)
 
     def get_input_details(self) -> list[dict[str, Any]]:
         return [self._tensor_details(i) for i in self._runner.graph.inputs]
@@ -202,14 +224,15 @@ class Interpreter:
                 f"cannot set tensor {tensor_index} {tensor.name!r}: got shape {list(value.shape)}, "
                 f"expected {list(tensor.shape)}"
             )
-        if not self._runner.allocated:
-            self.allocate_tensors()
-        self._runner.set_input(tensor_index, value)
+        with self.lock:
+            if not self._runner.allocated:
+                raise InputError("Cannot set tensor: Tensor is unallocated. Try calling allocate_tensors() first")
+            self._runner.set_input(tensor_index, value)
 
     def get_tensor(self, tensor_index: int, subgraph_index: int = 0) -> np.ndarray:
         self._subgraph(subgraph_index)
-        value = self._value(tensor_index)
-        return value.copy()
+        with self.lock:
+            return self._value(tensor_index).copy()
 
     def tensor(self, tensor_index: int) -> Callable[[], np.ndarray]:
         """A function returning a view of the tensor's current value (LiteRT's zero-copy access)."""
@@ -229,8 +252,10 @@ class Interpreter:
             raise InputError(
                 f"cannot resize tensor {input_index} {tensor.name!r} from rank {len(tensor.shape)} to rank {len(size)}"
             )
-        self._runner.input_shapes[input_index] = size
-        self._runner.prepare()  # re-infers every shape; a shape the graph cannot take fails here
+        with self.lock:
+            # Re-infers every shape: a shape the graph cannot take, or that needs more memory than
+            # the limit, fails here and leaves the interpreter as it was.
+            self._runner.prepare({**self._runner.input_shapes, input_index: size})
 
     def get_signature_list(self) -> dict[str, dict[str, list[str]]]:
         return {
@@ -292,6 +317,8 @@ class Interpreter:
 
     def _value(self, index: int) -> np.ndarray:
         tensor = self._tensor(index)
+        if not tensor.is_constant and not self._runner.allocated:
+            raise InputError("Tensor data is null. Run allocate_tensors() first")
         value = self._runner.values[index]
         if value is None:
             # Not computed yet (LiteRT would hand back uninitialised memory): zeros of the right shape.

@@ -1,11 +1,15 @@
-"""The execution plan's memory side: when each activation is born and dies, and how little memory
+"""The execution plan's memory side: when each activation is born and dies, how little memory
 the activations need when buffers are shared by tensors whose lifetimes do not overlap (what
-TFLite's arena planner does)."""
+TFLite's arena planner does), and the limit that refuses, at load, a plan this machine cannot
+hold. Sizes are Python ints, so a shape of 60000 x 60000 x 64 cannot wrap around."""
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
 
+from npdeeplab.errors import InputError, ModelError
 from npdeeplab.model.ir import Subgraph, TensorInfo
 from npdeeplab.ops import PreparedOp
 
@@ -60,3 +64,71 @@ def plan_memory(graph: Subgraph, steps: list[PreparedOp], tensors: list[TensorIn
         slot_free_at[slot] = last_use.get(index, position)
     everything = sum(tensors[i].size * tensors[i].dtype.itemsize for i in slots)
     return MemoryPlan(last_use, slots, tuple(slot_bytes), everything)
+
+
+MEMORY_ENV = "NPDEEPLAB_MAX_MEMORY"
+RAM_SHARE = 0.5  # the default limit: half of physical memory
+UNKNOWN_RAM_LIMIT = 2 << 30  # where physical memory cannot be read (e.g. WebAssembly)
+_SUFFIXES = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM, where the OS says (POSIX sysconf), else None."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def memory_limit(explicit: int | None = None) -> tuple[int | None, str]:
+    """The activation memory a model may plan, and where that limit comes from.
+
+    explicit (Interpreter's max_memory=), else $NPDEEPLAB_MAX_MEMORY (bytes, or with a K/M/G/T
+    suffix: "512M"), else half of physical RAM. 0 means no limit.
+    """
+    if explicit is not None:
+        return (explicit or None), "max_memory="
+    text = os.environ.get(MEMORY_ENV, "").strip()
+    if text:
+        return (parse_bytes(text) or None), MEMORY_ENV
+    ram = physical_memory()
+    if ram is None:
+        return UNKNOWN_RAM_LIMIT, "npdeeplab's default where physical memory is unknown"
+    return int(ram * RAM_SHARE), f"half of this machine's {format_bytes(ram)} of RAM"
+
+
+def parse_bytes(text: str) -> int:
+    """"268435456", "256M", "1.5G" -> bytes; InputError for anything else."""
+    scale = _SUFFIXES.get(text[-1:].upper(), 0)
+    number = text[:-1] if scale else text
+    try:
+        value = float(number) * (scale or 1)
+    except ValueError:
+        value = -1.0
+    if not math.isfinite(value) or value < 0:
+        raise InputError(f"{MEMORY_ENV}={text!r} is not a size: give bytes, or a number with K, M, G or T")
+    return int(value)
+
+
+def format_bytes(count: int) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} bytes"
+
+
+def check_memory(plan: MemoryPlan, tensors: list[TensorInfo], keep_all: bool, explicit: int | None) -> None:
+    """ModelError when the plan needs more activation memory than the limit allows."""
+    limit, source = memory_limit(explicit)
+    needed = plan.all_activation_bytes if keep_all else plan.peak_bytes
+    if limit is None or needed <= limit:
+        return
+    largest = max(plan.slots, key=lambda i: tensors[i].size * tensors[i].dtype.itemsize)
+    big = tensors[largest]
+    how = "every tensor kept (experimental_preserve_all_tensors)" if keep_all else "buffers shared by lifetime"
+    raise ModelError(
+        f"the model needs {format_bytes(needed)} of activation memory ({how}), over the limit of "
+        f"{format_bytes(limit)} ({source}); the largest tensor is {big.index} {big.name!r} {list(big.shape)} "
+        f"{big.dtype.name} ({format_bytes(big.size * big.dtype.itemsize)}). Set {MEMORY_ENV} or "
+        "Interpreter(max_memory=) to allow more"
+    )
