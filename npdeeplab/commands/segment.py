@@ -1,18 +1,22 @@
-"""`npdeeplab segment IMAGE_OR_DIR... [--model NAME|PATH] [-o OUT] [--overlay PATH] [--alpha A] [--json]`."""
+"""`npdeeplab segment IMAGE_OR_DIR... [--model NAME|PATH] [-o OUT] [--overlay PATH] [--json] [--keep-going]`."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
 from npdeeplab.errors import ImageError, InputError
 from npdeeplab.segmentation import SegmentationResult, load_segmenter, segment
-from npdeeplab.segmentation.images import find_images, load_image
+from npdeeplab.segmentation.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, FoundImage, find_images, load_image
+from npdeeplab.segmentation.palette import save_png
 from npdeeplab.zoo import DEFAULT_MODEL
+
+PARTIAL_FAILURE = 1
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "Segment images: each is stretched to the model's input size with a bilinear filter, "
             "normalised as the model's registry entry says, run, and its logits scaled back to the "
             "image's size before the per-pixel argmax. Writes the label map as a palette PNG in the "
-            "format of PASCAL VOC's SegmentationClass files."
+            "format of PASCAL VOC's SegmentationClass files. Without --keep-going every image is read "
+            "before anything is written, and one bad image stops the run (exit 2); with it, every image "
+            "that works is written and the failures are listed (exit 1)."
         ),
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files or directories of images")
@@ -36,65 +42,125 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overlay", help="overlay PNG with a legend (one image) or directory (several)")
     parser.add_argument("--alpha", type=float, default=0.6, help="overlay opacity of class colours, 0..1 (0.6)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="write every image that works, list the ones that fail, exit 1 if any did")
+    parser.add_argument("--recursive", action="store_true",
+                        help="also take images from subfolders (outputs keep the subfolder layout)")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                        help=f"refuse images with more pixels (default {DEFAULT_MAX_PIXELS:,}; 0: no limit)")
     parser.add_argument("--backend", choices=("auto", "numpy", "numba"), default=None, help="kernel backend")
     parser.set_defaults(run=run)
+
+
+@dataclass(frozen=True)
+class Job:
+    image: FoundImage
+    mask: Path
+    overlay: Path | None
 
 
 def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.alpha <= 1.0:
         raise InputError(f"--alpha must be between 0 and 1, got {args.alpha}")
-    images = find_images(args.images)
-    single = len(images) == 1 and not Path(args.images[0]).is_dir()
-    for path in images:  # every input readable before anything is written
-        load_image(path)
-    masks = _destinations(args.output, images, single, "mask", default_dir=Path.cwd())
-    overlays = _destinations(args.overlay, images, single, "overlay") if args.overlay else [None] * len(images)
-    load_segmenter(args.model, args.backend)
-    reports = []
-    progress = tqdm(images, desc="segmenting", unit="image", disable=None, file=sys.stderr)
-    for path, mask_path, overlay_path in zip(progress, masks, overlays, strict=True):
-        result = segment(path, args.model, backend=args.backend)
-        result.save_mask(mask_path)
-        if overlay_path is not None:
-            from npdeeplab.segmentation.palette import save_png
-
-            save_png(result.overlay(args.alpha), overlay_path)
-        reports.append(_report(path, result, mask_path, overlay_path))
+    if args.max_pixels < 0:
+        raise InputError(f"--max-pixels must be 0 (no limit) or more, got {args.max_pixels}")
+    found = find_images(args.images, recursive=args.recursive)
+    if found.skipped_folders:
+        names = ", ".join(str(p) for p in found.skipped_folders[:3])
+        more = f" and {len(found.skipped_folders) - 3} more" if len(found.skipped_folders) > 3 else ""
+        print(f"npdeeplab: skipped {len(found.skipped_folders)} subfolder(s) ({names}{more}); "
+              "--recursive takes their images too", file=sys.stderr)
+    single = len(found.images) == 1 and not Path(args.images[0]).is_dir()
+    masks = destinations(args.output, found.images, single, "mask", "-o", default_dir=Path())
+    overlays = destinations(args.overlay, found.images, single, "overlay", "--overlay") if args.overlay else None
+    jobs = [Job(image, mask, overlays[i] if overlays else None) for i, (image, mask) in
+            enumerate(zip(found.images, masks, strict=True))]
+    if not args.keep_going:
+        check_readable(jobs, args.max_pixels)  # every input readable before anything is written
+    _, spec = load_segmenter(args.model, args.backend)
+    if spec.output in ("probability", "logit") and not args.json:
+        print(f"npdeeplab: {spec.reading}", file=sys.stderr)
+    reports, failures = [], []
+    progress = tqdm(jobs, desc="segmenting", unit="image", disable=None, file=sys.stderr)
+    for job in progress:
+        try:
+            result = segment(job.image.path, args.model, backend=args.backend, max_pixels=args.max_pixels)
+        except ImageError as error:
+            if not args.keep_going:
+                raise
+            failures.append((job.image.path, str(error)))
+            reports.append({"image": str(job.image.path), "error": str(error)})
+            continue
+        write_outputs(job, result, args.alpha)
+        reports.append(report(job, result))
         if not args.json:
-            tqdm.write(_line(path, result), file=sys.stdout)
+            tqdm.write(line(job, result), file=sys.stdout)
     if args.json:
         print(json.dumps(reports, indent=2))
+    if failures:
+        print(f"npdeeplab: {len(failures)} of {len(jobs)} images failed:", file=sys.stderr)
+        for path, reason in failures:
+            print(f"  {path}: {reason}", file=sys.stderr)
+        return PARTIAL_FAILURE
     return 0
 
 
-def _destinations(
-    option: str | None, images: list[Path], single: bool, kind: str, default_dir: Path | None = None
+def destinations(
+    option: str | None, images: list[FoundImage], single: bool, kind: str, flag: str, default_dir: Path | None = None
 ) -> list[Path]:
-    """Where each image's output goes: the path given (one image) or <dir>/<stem>_<kind>.png."""
+    """Where each image's output goes: the path given (one image) or <dir>/<subfolders>/<stem>_<kind>.png."""
     if single and option is not None and not Path(option).is_dir():
         target = Path(option)
         if not target.parent.exists():
-            raise ImageError(f"cannot write {option!r}: directory {str(target.parent)!r} does not exist")
+            raise ImageError(f"cannot write {option!r}: directory {str(target.parent.absolute())!r} does not exist")
         return [target]
     folder = Path(option) if option is not None else default_dir
     if folder is None:
         raise ImageError(f"no destination for the {kind} images")
+    if folder.suffix.lower() in IMAGE_SUFFIXES and not folder.is_dir():
+        raise ImageError(
+            f"{flag} {option} names one file, but {len(images)} images were given; give a directory for their {kind}s"
+        )
     if folder.exists() and not folder.is_dir():
-        raise ImageError(f"{str(folder)!r} must be a directory when segmenting several images")
-    names = [f"{p.stem}_{kind}.png" for p in images]
-    if len(set(names)) != len(names):
-        raise ImageError(f"two images share a file name stem, so their {kind} files would collide")
-    folder.mkdir(parents=True, exist_ok=True)
-    return [folder / name for name in names]
+        raise ImageError(f"{str(folder.absolute())!r} must be a directory when segmenting several images")
+    paths = [folder / image.name.parent / f"{image.name.stem}_{kind}.png" for image in images]
+    first_with: dict[Path, Path] = {}
+    for image, path in zip(images, paths, strict=True):
+        if path in first_with:
+            raise ImageError(
+                f"{first_with[path]} and {image.path} share the file name stem {image.name.stem!r}, so both "
+                f"{kind}s would be written to {path}; rename one, or segment them separately"
+            )
+        first_with[path] = image.path
+    return paths
 
 
-def _report(path: Path, result: SegmentationResult, mask: Path, overlay: Path | None) -> dict:
-    report = {"image": str(path), "mask": str(mask), **result.to_dict()}
-    if overlay is not None:
-        report["overlay"] = str(overlay)
-    return report
+def check_readable(jobs: list[Job], max_pixels: int) -> None:
+    """Open and decode every image once, with a progress bar when there are many."""
+    checking = tqdm(jobs, desc="checking images", unit="image", disable=None if len(jobs) > 1 else True,
+                    file=sys.stderr, leave=False)
+    for job in checking:
+        load_image(job.image.path, max_pixels)
 
 
-def _line(path: Path, result: SegmentationResult) -> str:
+def write_outputs(job: Job, result: SegmentationResult, alpha: float) -> None:
+    """The mask (and overlay), creating their folders only now: a run that fails earlier leaves nothing."""
+    job.mask.parent.mkdir(parents=True, exist_ok=True)
+    result.save_mask(job.mask)
+    if job.overlay is not None:
+        job.overlay.parent.mkdir(parents=True, exist_ok=True)
+        save_png(result.overlay(alpha), job.overlay)
+
+
+def report(job: Job, result: SegmentationResult) -> dict:
+    data = {"image": str(job.image.path), "mask": str(job.mask), **result.to_dict()}
+    if job.overlay is not None:
+        data["overlay"] = str(job.overlay)
+    return data
+
+
+def line(job: Job, result: SegmentationResult) -> str:
+    """`astronaut.png  person 46.5%  background 53.5%  -> astronaut_mask.png, astronaut_overlay.png`."""
     classes = "  ".join(f"{a.name} {100 * a.share:.1f}%" for a in result.areas())
-    return f"{path.name}  {classes}"
+    written = ", ".join(str(p) for p in (job.mask, job.overlay) if p is not None)
+    return f"{job.image.name}  {classes}  -> {written}"

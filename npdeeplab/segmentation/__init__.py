@@ -2,19 +2,24 @@
 and overlays (palette)."""
 
 from npdeeplab.segmentation.pipeline import (
+    FOREGROUND_LABELS,
     VOC_LABELS,
     ClassArea,
     ModelSpec,
     SegmentationResult,
+    labels_at,
     load_segmenter,
     model_input,
     model_spec,
     nearest_labels,
+    output_kind,
     segment,
     upsampled_argmax,
+    upsampled_labels,
 )
 
 __all__ = [
-    "VOC_LABELS", "ClassArea", "ModelSpec", "SegmentationResult", "load_segmenter", "model_input", "model_spec",
-    "nearest_labels", "segment", "upsampled_argmax",
+    "FOREGROUND_LABELS", "VOC_LABELS", "ClassArea", "ModelSpec", "SegmentationResult", "labels_at",
+    "load_segmenter", "model_input", "model_spec", "nearest_labels", "output_kind", "segment",
+    "upsampled_argmax", "upsampled_labels",
 ]

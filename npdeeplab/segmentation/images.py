@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -15,15 +19,22 @@ IMAGE_SUFFIXES = frozenset(
     suffix for suffix, name in Image.registered_extensions().items() if name in Image.OPEN
 )
 ImageSource = str | os.PathLike | BinaryIO | Image.Image | np.ndarray
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's Image.MAX_IMAGE_PIXELS: about 0.25 GB of RGB pixels
 
 
-def load_image(source: ImageSource) -> Image.Image:
-    """An RGB image with EXIF orientation applied; ImageError (one line) if it cannot be read."""
+def load_image(source: ImageSource, max_pixels: int | None = None) -> Image.Image:
+    """An RGB image with EXIF orientation applied; ImageError (one line) if it cannot be read.
+
+    Images over max_pixels (default DEFAULT_MAX_PIXELS, Pillow's own decompression-bomb limit)
+    are refused from their header, before any pixel is decoded.
+    """
+    limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     if isinstance(source, Image.Image):
+        _check_pixels(source.size, limit, "the image")
         return to_rgb(ImageOps.exif_transpose(source))
     if isinstance(source, np.ndarray):
         return _from_array(source)
-    name = getattr(source, "name", None) or str(source)
+    name = str(getattr(source, "name", None) or source) if hasattr(source, "read") else str(source)
     if not hasattr(source, "read"):
         path = Path(source)
         if not path.exists():
@@ -33,13 +44,50 @@ def load_image(source: ImageSource) -> Image.Image:
         if path.stat().st_size == 0:
             raise ImageError(f"image {name!r} is an empty file")
     try:
-        with Image.open(source) as image:
+        with _pillow_bomb_check_off(), Image.open(source) as image:
+            _check_pixels(image.size, limit, repr(name))
             image.load()
             return to_rgb(ImageOps.exif_transpose(image))
     except UnidentifiedImageError:
         raise ImageError(f"{name!r} is not an image Pillow can read") from None
-    except (OSError, ValueError, SyntaxError) as error:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise ImageError(f"cannot read image {name!r}: {error}") from None
+
+
+def _check_pixels(size: tuple[int, int], limit: int, name: str) -> None:
+    width, height = size
+    if limit and width * height > limit:
+        raise ImageError(
+            f"{name} has {width * height:,} pixels ({width}x{height}), over the limit of {limit:,} "
+            "(a guard against decompression bombs; --max-pixels raises it)"
+        )
+
+
+_bomb_check_lock = threading.Lock()
+_bomb_check_users = 0
+_pillow_limit: int | None = None
+
+
+@contextmanager
+def _pillow_bomb_check_off() -> Iterator[None]:
+    """Pillow's own check warns above its limit and raises above twice that, in its own words;
+    npdeeplab checks the size itself (_check_pixels), against a limit the user can raise.
+
+    Pillow's limit is a global: it is switched off while any thread is opening an image here,
+    and restored when the last one is done.
+    """
+    global _bomb_check_users, _pillow_limit
+    with _bomb_check_lock:
+        if _bomb_check_users == 0:
+            _pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        _bomb_check_users += 1
+    try:
+        yield
+    finally:
+        with _bomb_check_lock:
+            _bomb_check_users -= 1
+            if _bomb_check_users == 0:
+                Image.MAX_IMAGE_PIXELS = _pillow_limit
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -64,23 +112,42 @@ def _from_array(array: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array[..., :3]), "RGB")
 
 
-def find_images(paths: list[str | os.PathLike]) -> list[Path]:
-    """The files named, with directories expanded to the images they hold (sorted, not recursive)."""
-    found: list[Path] = []
+@dataclass(frozen=True)
+class FoundImage:
+    path: Path  # absolute
+    name: Path  # relative to the folder it was found in (sub/x.png), or the file's own name
+
+
+@dataclass(frozen=True)
+class FoundImages:
+    images: list[FoundImage]
+    skipped_folders: list[Path] = field(default_factory=list)  # subfolders not searched (no --recursive)
+
+
+def find_images(paths: Sequence[str | os.PathLike], recursive: bool = False) -> FoundImages:
+    """The files named, with directories expanded to the images they hold (sorted; subfolders
+    only when recursive, else listed as skipped). Paths are made absolute, so messages name
+    files unambiguously."""
+    found: list[FoundImage] = []
+    skipped: list[Path] = []
     for item in paths:
-        path = Path(item)
+        path = Path(item).absolute()
         if path.is_dir():
-            images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files = path.rglob("*") if recursive else path.iterdir()
+            images = sorted(p for p in files if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not images:
-                raise ImageError(f"directory {str(path)!r} holds no images")
-            found.extend(images)
+                where = "or its subfolders " if recursive else ""
+                raise ImageError(f"directory {str(path)!r} {where}holds no images")
+            found.extend(FoundImage(p, p.relative_to(path)) for p in images)
+            if not recursive:
+                skipped.extend(sorted(p for p in path.iterdir() if p.is_dir()))
         elif path.exists():
-            found.append(path)
+            found.append(FoundImage(path, Path(path.name)))
         else:
             raise ImageError(f"image {str(path)!r} does not exist")
     if not found:
         raise ImageError("no images given")
-    return found
+    return FoundImages(found, skipped)
 
 
 def to_model_input(

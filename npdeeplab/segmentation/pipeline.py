@@ -2,7 +2,10 @@
 
 Preprocessing follows the model's registry entry (size, normalisation). The logits are scaled
 up to the image with bilinear interpolation (half-pixel centres) before the argmax, which gives
-smooth class boundaries; models that output class ids are scaled with nearest neighbour.
+smooth class boundaries; models that output class ids are scaled with nearest neighbour. A model
+with one output channel (a person or foreground score, as MediaPipe's selfie segmentation and
+BodyPix give) is a binary mask: foreground where its probability is over 0.5, read as a
+probability when the graph ends in LOGISTIC and as a logit otherwise (sigmoid(x) > 0.5 is x > 0).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import base64
 import html
 import io
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +43,18 @@ class ModelSpec:
     input_dtype: np.dtype
     mean: float
     std: float
-    output: str  # "logits" or "labels"
+    output: str  # "logits" (argmax), "labels" (class ids), "probability" or "logit" (one foreground channel)
     labels: tuple[str, ...]
+
+    @property
+    def reading(self) -> str:
+        """How the output becomes class ids, in words."""
+        return {
+            "logits": f"argmax over {len(self.labels)} classes",
+            "labels": "class ids",
+            "probability": "one-channel output read as a probability: foreground where > 0.5",
+            "logit": "one-channel output read as a logit: foreground where sigmoid > 0.5",
+        }[self.output]
 
 
 @dataclass(frozen=True)
@@ -50,20 +65,28 @@ class ClassArea:
     share: float
 
 
-@dataclass
+FOREGROUND_LABELS = ("background", "foreground")
+
+
+@dataclass(repr=False)
 class SegmentationResult:
     labels: np.ndarray  # H x W uint8 class ids at the image's size
     logits: np.ndarray | None  # h x w x C float32 at the model's resolution (None for label models)
     class_names: tuple[str, ...]
     image: Image.Image
     model: str
+    reading: str = "argmax"  # how the model's output became labels (ModelSpec.reading)
+
+    def __repr__(self) -> str:
+        classes = ", ".join(f"{a.name} {100 * a.share:.1f}%" for a in self.areas())
+        return f"SegmentationResult(model={self.model!r}, size={self.image.width}x{self.image.height}, {classes})"
 
     def areas(self) -> list[ClassArea]:
         """Each class present, largest first."""
         counts = np.bincount(self.labels.reshape(-1), minlength=len(self.class_names))
         total = int(self.labels.size)
         rows = [
-            ClassArea(c, self._name(c), int(n), n / total) for c, n in enumerate(counts) if n > 0
+            ClassArea(c, self._name(c), int(n), float(n / total)) for c, n in enumerate(counts) if n > 0
         ]
         return sorted(rows, key=lambda row: (-row.pixels, row.class_id))
 
@@ -81,6 +104,7 @@ class SegmentationResult:
             "model": self.model,
             "width": self.image.width,
             "height": self.image.height,
+            "reading": self.reading,
             "classes": [
                 {"id": a.class_id, "name": a.name, "pixels": a.pixels, "share": round(a.share, 6)}
                 for a in self.areas()
@@ -110,6 +134,7 @@ class SegmentationResult:
 
 
 _interpreters: dict[tuple[str, str | None], tuple[Interpreter, ModelSpec]] = {}
+_loading = threading.Lock()
 
 
 def segment(
@@ -118,34 +143,53 @@ def segment(
     *,
     backend: str | None = None,
     interpreter: Interpreter | None = None,
+    max_pixels: int | None = None,
 ) -> SegmentationResult:
-    """Segment one image (a path, a PIL image or an HxWx3 uint8 array) with a model name or path."""
-    picture = load_image(image)
+    """Segment one image (a path, a PIL image or an HxWx3 uint8 array) with a model name or path.
+
+    Safe to call from several threads: a shared interpreter runs one image at a time.
+    """
+    picture = load_image(image, max_pixels)
     if interpreter is None:
         interpreter, spec = load_segmenter(model, backend)
     else:
         spec = model_spec(interpreter, None)
     batch = to_model_input(picture, spec.input_size, spec.input_dtype, spec.mean, spec.std)
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], batch)
-    interpreter.invoke()
-    output = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]
-    size = (picture.height, picture.width)
-    if spec.output == "logits":
-        labels, logits = upsampled_argmax(output, size), output
-    else:
-        labels, logits = nearest_labels(output, size), None
-    return SegmentationResult(labels, logits, spec.labels, picture, str(model))
+    with interpreter.lock:  # set, invoke and get as one step, or another thread's image could slip in
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], batch)
+        interpreter.invoke()
+        output = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]
+    return SegmentationResult(
+        labels_at(output, spec, (picture.height, picture.width)),
+        None if spec.output == "labels" else output,
+        spec.labels,
+        picture,
+        str(model),
+        spec.reading,
+    )
+
+
+def labels_at(output: np.ndarray, spec: ModelSpec, size: tuple[int, int]) -> np.ndarray:
+    """The model's output (one image, at the model's resolution) as class ids at size."""
+    if spec.output == "labels":
+        return nearest_labels(output, size)
+    if spec.output == "probability":
+        return upsampled_labels(output, size, lambda block: block[..., 0] > 0.5)
+    if spec.output == "logit":
+        return upsampled_labels(output, size, lambda block: block[..., 0] > 0)
+    return upsampled_argmax(output, size)
 
 
 def load_segmenter(model: str | os.PathLike, backend: str | None = None) -> tuple[Interpreter, ModelSpec]:
     """An interpreter for the model, loaded once per process and backend."""
     path = resolve_model(model)
     key = (str(path), backend)
-    if key not in _interpreters:
-        interpreter = Interpreter(model_path=path, backend=backend)
-        interpreter.allocate_tensors()
-        entry = entry_for_path(path) if Path(str(model)).suffix else get_entry(str(model))
-        _interpreters[key] = (interpreter, model_spec(interpreter, entry))
+    with _loading:  # two threads asking at once share one interpreter
+        if key not in _interpreters:
+            interpreter = Interpreter(model_path=path, backend=backend)
+            interpreter.allocate_tensors()
+            entry = entry_for_path(path) if Path(str(model)).suffix else get_entry(str(model))
+            _interpreters[key] = (interpreter, model_spec(interpreter, entry))
     return _interpreters[key]
 
 
@@ -156,18 +200,32 @@ def model_spec(interpreter: Interpreter, entry: Any) -> ModelSpec:
     if len(inputs) != 1 or len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
         raise ModelError(f"a segmentation model takes one [1, H, W, 3] image; this one takes {list(shape)}")
     out_shape = tuple(int(d) for d in outputs[0]["shape"])
-    output = "logits" if len(out_shape) == 4 else "labels"
     if len(out_shape) not in (3, 4) or out_shape[0] != 1:
         raise ModelError(
             f"a segmentation model outputs [1, H, W, classes] or [1, H, W]; this one gives {list(out_shape)}"
         )
+    output = output_kind(interpreter, out_shape)
     if entry is not None:
         return ModelSpec(entry.input_size, dtype, entry.mean, entry.std, entry.output, entry.labels)
-    classes = out_shape[3] if output == "logits" else len(VOC_LABELS)
-    labels = VOC_LABELS if classes == len(VOC_LABELS) else tuple(f"class_{i}" for i in range(classes))
+    if output in ("probability", "logit"):
+        labels = FOREGROUND_LABELS
+    else:
+        classes = out_shape[3] if output == "logits" else len(VOC_LABELS)
+        labels = VOC_LABELS if classes == len(VOC_LABELS) else tuple(f"class_{i}" for i in range(classes))
     mean, std = (127.5, 127.5) if dtype.kind == "f" else (0.0, 1.0)
     return ModelSpec((shape[1], shape[2]), dtype, mean, std, output, labels)
 
+
+def output_kind(interpreter: Interpreter, shape: tuple[int, ...]) -> str:
+    """"labels" for [1, H, W], "logits" for [1, H, W, C > 1]; one channel is a foreground
+    "probability" when the last op is LOGISTIC, else a foreground "logit"."""
+    if len(shape) == 3:
+        return "labels"
+    if shape[3] > 1:
+        return "logits"
+    output = interpreter.get_output_details()[0]["index"]
+    last = next((step.op for step in reversed(interpreter.ops) if output in step.op.outputs), None)
+    return "probability" if last is not None and last.kind == "LOGISTIC" else "logit"
 
 
 def model_input(interpreter: Interpreter, image: ImageSource | None = None, seed: int = 0) -> np.ndarray:
@@ -179,20 +237,29 @@ def model_input(interpreter: Interpreter, image: ImageSource | None = None, seed
     spec = model_spec(interpreter, entry_for_path(interpreter.model.source))
     return to_model_input(load_image(image), spec.input_size, spec.input_dtype, spec.mean, spec.std)
 
-def upsampled_argmax(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """argmax over classes of the logits bilinearly scaled to size, a block of rows at a time."""
+
+def upsampled_labels(
+    scores: np.ndarray, size: tuple[int, int], to_labels: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """to_labels of the scores [h, w, C] bilinearly scaled to size, a block of rows at a time
+    (a block [rows, W, C] in, [rows, W] class ids out)."""
     height, width = size
-    y0, y1, dy = bilinear_taps(logits.shape[0], height, False, True)
-    x0, x1, dx = bilinear_taps(logits.shape[1], width, False, True)
+    y0, y1, dy = bilinear_taps(scores.shape[0], height, False, True)
+    x0, x1, dx = bilinear_taps(scores.shape[1], width, False, True)
     dx = dx[None, :, None]
     labels = np.empty(size, dtype=np.uint8)
     for start in range(0, height, ROW_BLOCK):
         rows = slice(start, min(start + ROW_BLOCK, height))
         weight = dy[rows, None, None]
-        blended = logits[y0[rows]] * (1 - weight) + logits[y1[rows]] * weight  # [rows, w, C]
+        blended = scores[y0[rows]] * (1 - weight) + scores[y1[rows]] * weight  # [rows, w, C]
         block = np.take(blended, x0, axis=1) * (1 - dx) + np.take(blended, x1, axis=1) * dx
-        labels[rows] = np.argmax(block, axis=2)
+        labels[rows] = to_labels(block)
     return labels
+
+
+def upsampled_argmax(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """argmax over classes of the logits bilinearly scaled to size."""
+    return upsampled_labels(logits, size, lambda block: np.argmax(block, axis=2))
 
 
 def nearest_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
