@@ -100,7 +100,17 @@ def test_unsupported_ops_are_listed_together_with_their_indices():
     g.outputs = [z]
     message = load_error(g.to_bytes())
     assert "2 op kinds npdeeplab does not support" in message
-    assert "SVDF (ops 1, 3)" in message and "LSTM (op 2)" in message
+    assert "SVDF (2 ops: 1, 3)" in message and "LSTM (op 2)" in message
+    assert "npdeeplab inspect --ops" in message and "CONV_2D" not in message  # the supported list is elsewhere
+
+
+def test_unsupported_op_lists_are_capped():
+    g = conv_model()
+    z = g.outputs[0]
+    for _ in range(12):
+        z = g.add_op("SVDF", [z], output_shape=(1, 8, 8, 4), output_dtype=np.float32)
+    g.outputs = [z]
+    assert "SVDF (12 ops: 1, 2, 3 … and 9 more)" in load_error(g.to_bytes())
 
 
 def test_tensor_index_out_of_range():
@@ -196,9 +206,12 @@ def test_cli_unsupported_ops_in_process(tmp_path, capsys):
     g.outputs = [g.add_op("SVDF", [g.outputs[0]], output_shape=(1, 8, 8, 4), output_dtype=np.float32)]
     path = tmp_path / "svdf.tflite"
     g.save(path)
-    assert main(["inspect", str(path)]) == 2
+    assert main(["trace", str(path), "--random"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "SVDF (op 1)" in err
+    assert main(["inspect", str(path)]) == 0  # it reads the model, so it shows it, and says why it cannot run
+    captured = capsys.readouterr()
+    assert captured.err == "" and "runs        no, shapes as declared in the file: " in captured.out
 
 
 @pytest.mark.parametrize(

@@ -112,11 +112,18 @@ def test_inspect_counts_every_parameter(seed_model_path):
 
 
 def test_inspect_a_model_it_cannot_run(shared_models_dir, capsys):
+    """The quantized model: read, shown with MACs from its declared shapes, described as what it is."""
     code = main(["inspect", str(shared_models_dir / "deeplabv3_mnv2_dm05_pascal_quant.tflite")])
     captured = capsys.readouterr()
-    assert code == 2
+    assert code == 0 and captured.err == ""
     assert "scale 0.0078125, zero point 128" in captured.out and "72 ops" in captured.out
-    assert captured.err.count("\n") == 1 and "QUANTIZE (op 65)" in captured.err
+    assert "72 ops in subgraph 0 of 1, uint8-quantized" in captured.out
+    rows = {int(line.split()[0]): line.split() for line in captured.out.splitlines() if line[:3].strip().isdigit()}
+    assert rows[0][1] == "CONV_2D" and rows[0][-1] == "28.5M"  # 257x257x16 outputs, each of 3x3x3 products
+    assert "MACs        867.5M per inference" in captured.out
+    problem = next(line for line in captured.out.splitlines() if line.startswith("runs        no"))
+    assert "uint8-quantized model: npdeeplab does not run quantized arithmetic yet: CONV_2D (38 ops" in problem
+    assert "QUANTIZE is unsupported" not in problem and "QUANTIZE (op 65)" in problem
 
 
 def test_inspect_missing_file(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from npdeeplab.kernels.conv import ConvParams
 from npdeeplab.kernels.pool import PoolParams
 from npdeeplab.kernels.windows import Window
@@ -51,6 +53,23 @@ def make_window(
     return Window(filter_h, filter_w, o.stride_h, o.stride_w, dilation_h, dilation_w, pad_top, pad_left, out_h, out_w)
 
 
+def convolution_macs(kind: str, input_shape: tuple[int, ...], filter_shape: tuple[int, ...],
+                     output_shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of a convolution, from its shapes alone (so also for models npdeeplab
+    cannot run): every output value of CONV_2D sums KH*KW*Cin/groups products, of DEPTHWISE_CONV_2D
+    KH*KW, of FULLY_CONNECTED the filter's input size; TRANSPOSE_CONV spreads every input value
+    over KH*KW*Cout outputs."""
+    if kind == "CONV_2D":
+        return math.prod(output_shape) * math.prod(filter_shape[1:])
+    if kind == "DEPTHWISE_CONV_2D":
+        return math.prod(output_shape) * math.prod(filter_shape[1:3])
+    if kind == "FULLY_CONNECTED":
+        return math.prod(output_shape) * filter_shape[-1]
+    if kind in ("TRANSPOSE_CONV", "CUSTOM:Convolution2DTransposeBias"):
+        return math.prod(input_shape) * math.prod(filter_shape[:3])
+    return 0
+
+
 @register("CONV_2D")
 def prepare_conv2d(ctx: OpContext) -> PreparedOp:
     ctx.expect_inputs(2, 3)
@@ -69,7 +88,7 @@ def prepare_conv2d(ctx: OpContext) -> PreparedOp:
     window = make_window(ctx, height, width, kh, kw, o.dilation_h_factor, o.dilation_w_factor)
     low, high = ctx.activation_range()
     shape = (n, window.out_h, window.out_w, cout)
-    macs = n * window.out_h * window.out_w * cout * kh * kw * filter_cin
+    macs = convolution_macs("CONV_2D", x.shape, w.shape, shape)
     return ctx.prepared("conv2d", ConvParams(window, low, high), [x, w, b], shape, x.dtype, macs)
 
 
@@ -92,7 +111,7 @@ def prepare_depthwise_conv2d(ctx: OpContext) -> PreparedOp:
     window = make_window(ctx, height, width, kh, kw, o.dilation_h_factor, o.dilation_w_factor)
     low, high = ctx.activation_range()
     shape = (n, window.out_h, window.out_w, cout)
-    macs = n * window.out_h * window.out_w * cout * kh * kw
+    macs = convolution_macs("DEPTHWISE_CONV_2D", x.shape, w.shape, shape)
     return ctx.prepared("depthwise_conv2d", ConvParams(window, low, high), [x, w, b], shape, x.dtype, macs)
 
 

@@ -5,26 +5,79 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+import numpy as np
+
 from npdeeplab.errors import ModelError
 from npdeeplab.model.ir import OpNode, Subgraph, TensorInfo
 from npdeeplab.model.options import OPTIONS_FOR_KIND, OPTIONS_REQUIRED
-from npdeeplab.ops import PREPARERS, SUPPORTED_OPS, OpContext, PreparedOp
+from npdeeplab.ops import PREPARERS, OpContext, PreparedOp
+
+# Ops npdeeplab runs on quantized integer tensors today: they move or compare raw values.
+RAW_VALUE_KINDS = frozenset({
+    "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "CONCATENATION", "PAD", "SLICE", "STRIDED_SLICE", "TILE", "TRANSPOSE",
+    "ARG_MAX", "ARG_MIN", "RESIZE_NEAREST_NEIGHBOR",
+})
+QUANTIZED_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.int16))
+LISTED_INDICES = 3  # op indices named per kind in an error before "… and N more"
 
 
 def check_supported(graph: Subgraph) -> None:
-    """One ModelError listing every unsupported op kind with the indices of its ops."""
+    """One ModelError, one line, naming what npdeeplab cannot run: the model's quantized
+    arithmetic, or every unsupported op kind with (the first few of) its op indices."""
+    numerics = model_numerics(graph)
+    quantized = quantized_arithmetic(graph)
+    if quantized:
+        raise ModelError(
+            f"{numerics} model: npdeeplab does not run quantized arithmetic yet: {listing(quantized)}; "
+            "`npdeeplab inspect` shows its graph"
+        )
     missing: dict[str, list[int]] = {}
     for op in graph.ops:
         if op.kind not in PREPARERS:
             missing.setdefault(op.kind, []).append(op.index)
     if missing:
-        listed = "; ".join(
-            f"{kind} (op{'s' if len(ops) > 1 else ''} {', '.join(map(str, ops))})" for kind, ops in missing.items()
-        )
+        prefix = f"{numerics} model: " if numerics != "float32" else ""
         raise ModelError(
-            f"the model uses {len(missing)} op kind{'s' if len(missing) > 1 else ''} npdeeplab does not support: "
-            f"{listed}. Supported: {', '.join(SUPPORTED_OPS)}"
+            f"{prefix}the model uses {len(missing)} op kind{'s' if len(missing) > 1 else ''} npdeeplab does not "
+            f"support: {listing(missing)}; `npdeeplab inspect --ops` lists the supported ones"
         )
+
+
+def model_numerics(graph: Subgraph) -> str:
+    """"uint8-quantized", "int8-quantized", "int16-quantized", "float16-weight" or "float32",
+    from the tensors the ops read and write."""
+    activations = [graph.tensors[i] for op in graph.ops for i in (*op.inputs, *op.outputs) if i != -1]
+    for dtype in QUANTIZED_DTYPES:
+        if any(t.dtype == dtype and t.quantization is not None and not t.is_constant for t in activations):
+            return f"{dtype.name}-quantized"
+    if any(t.dtype == np.float16 and t.is_constant for t in activations):
+        return "float16-weight"
+    return "float32"
+
+
+def quantized_arithmetic(graph: Subgraph) -> dict[str, list[int]]:
+    """Ops (by kind) that compute on quantized integer tensors, which npdeeplab cannot do yet."""
+    found: dict[str, list[int]] = {}
+    for op in graph.ops:
+        if op.kind in RAW_VALUE_KINDS:
+            continue
+        touched = [graph.tensors[i] for i in (*op.inputs, *op.outputs) if i != -1]
+        if any(t.dtype in QUANTIZED_DTYPES and t.quantization is not None and not t.is_constant for t in touched):
+            found.setdefault(op.kind, []).append(op.index)
+    return found
+
+
+def listing(ops_by_kind: Mapping[str, list[int]]) -> str:
+    """`CONV_2D (38 ops: 0, 2, 3 … and 35 more), QUANTIZE (op 65)`."""
+    parts = []
+    for kind, indices in ops_by_kind.items():
+        shown = ", ".join(map(str, indices[:LISTED_INDICES]))
+        if len(indices) == 1:
+            parts.append(f"{kind} (op {shown})")
+        else:
+            more = f" … and {len(indices) - LISTED_INDICES} more" if len(indices) > LISTED_INDICES else ""
+            parts.append(f"{kind} ({len(indices)} ops: {shown}{more})")
+    return ", ".join(parts)
 
 
 def prepare_graph(

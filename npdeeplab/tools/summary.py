@@ -16,6 +16,8 @@ import numpy as np
 from npdeeplab.errors import ModelError
 from npdeeplab.model.ir import Model, OpNode, TensorInfo
 from npdeeplab.model.loader import load_model
+from npdeeplab.ops.conv import convolution_macs
+from npdeeplab.runtime.graph import model_numerics
 from npdeeplab.runtime.interpreter import Interpreter
 
 SHORT_ACTIVATIONS = {"NONE": "", "RELU": "relu", "RELU6": "relu6", "RELU_N1_TO_1": "relu_n1_to_1"}
@@ -56,6 +58,7 @@ class ModelSummary:
     signatures: list[str] = field(default_factory=list)
     metadata: list[str] = field(default_factory=list)
     problem: str | None = None  # why the ops could not be prepared (shapes are then the declared ones)
+    numerics: str = "float32"  # "uint8-quantized", "int8-quantized", "float16-weight"...
 
     @property
     def parameters(self) -> int:
@@ -72,7 +75,7 @@ class ModelSummary:
         lines = [f"model   {self.source}"]
         if self.sha256:
             lines.append(f"sha256  {self.sha256}")
-        lines.append(f"graph   {len(self.ops)} ops in subgraph 0 of {self.subgraphs}")
+        lines.append(f"graph   {len(self.ops)} ops in subgraph 0 of {self.subgraphs}, {self.numerics}")
         lines.append("")
         lines.append(f"{'#':>3}  {'op':<22}{'input':<20}{'output':<20}{'options':<28}{'params':>9}{'MACs':>9}")
         for row in self.ops:
@@ -102,6 +105,8 @@ class ModelSummary:
             lines.append(f"signatures  {', '.join(self.signatures)}")
         if self.metadata:
             lines.append(f"metadata    {', '.join(self.metadata)}")
+        if self.problem:
+            lines.append(f"runs        no, shapes as declared in the file: {self.problem}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,10 +154,25 @@ def summarize(model: str | os.PathLike | Model | Interpreter) -> ModelSummary:
 
 
 def _declared_summary(ir: Model, sha: str | None, problem: str) -> ModelSummary:
-    """For a model npdeeplab cannot run: the shapes the file declares, and why."""
+    """For a model npdeeplab cannot run: the shapes the file declares, MACs from them, and why."""
     tensors = ir.main.tensors
-    rows = [_row(op, tensors, 0) for op in ir.main.ops]
+    rows = [_row(op, tensors, declared_macs(op, tensors)) for op in ir.main.ops]
     return _summary(ir, sha, rows, tensors, None, problem)
+
+
+def declared_macs(op: OpNode, tensors: Any) -> int:
+    """A convolution's MACs from the shapes the file declares (0 for other ops, or missing inputs)."""
+    positions = (2, 1) if op.kind == "TRANSPOSE_CONV" else (0, 1)  # (activation, weights) among the inputs
+    if max(positions) >= len(op.inputs) or not op.outputs:
+        return 0
+    activation, weights = (op.inputs[p] for p in positions)
+    if -1 in (activation, weights):
+        return 0
+    shapes = [tensors[activation].shape, tensors[weights].shape, tensors[op.outputs[0]].shape]
+    try:
+        return convolution_macs(op.kind, *shapes)
+    except IndexError:  # a filter of too low a rank: the model is malformed, and says so elsewhere
+        return 0
 
 
 def _summary(
@@ -172,6 +192,7 @@ def _summary(
         signatures=[s.key for s in ir.signatures],
         metadata=sorted(ir.metadata),
         problem=problem,
+        numerics=model_numerics(graph),
     )
 
 
