@@ -19,7 +19,7 @@ from npdeeplab.model.loader import load_model
 from npdeeplab.model.writer import save_model
 from npdeeplab.runtime.trace import trace
 from npdeeplab.segmentation import model_input
-from npdeeplab.tools.comparison import compare_models, compare_with_litert, ordered_int
+from npdeeplab.tools.comparison import compare_models, compare_with_litert, measure, ulps_at_scale
 
 PERTURBED_OP = 37  # a dilated depthwise convolution in the backbone
 
@@ -115,10 +115,24 @@ def test_two_model_mode_matches_by_tensor_name_when_structures_differ(seed_model
     assert "tensor name (40 of 70 ops matched)" in result.notes[0]
 
 
-def test_ulp_distance_is_counted_on_the_float_line():
-    a = np.array([1.0, -1.0, 0.0], np.float32)
-    b = np.nextafter(a, np.float32(np.inf))
-    assert (np.abs(ordered_int(a) - ordered_int(b)) == 1).all()
+def test_ulps_are_counted_at_the_tensors_scale_whatever_the_tolerance():
+    theirs = np.array([6.0, 1e-12, -3.0], np.float32)
+    ours = theirs + np.array([4 * np.spacing(np.float32(6.0)), 1e-6, 0], np.float32)
+    spacing = float(np.spacing(np.float32(6.0)))
+    assert ulps_at_scale(1e-6, theirs) == pytest.approx(1e-6 / spacing)
+    by_tolerance = {atol: measure(ours, theirs, atol, 1e-4)[2] for atol in (1e-4, 1e-7, 0.0)}
+    assert len(set(by_tolerance.values())) == 1  # one definition, independent of --atol
+    assert by_tolerance[0.0] == pytest.approx(4)  # 4 steps at 6.0; the 1e-6 error on 1e-12 counts as 2.1 of them
+    assert measure(theirs, theirs, 0.0, 0.0)[2] == 0
+
+
+def test_shared_nan_and_inf_count_as_agreement():
+    theirs = np.array([np.nan, np.inf, -np.inf, 1.0], np.float32)
+    max_abs, _, _, _, cosine, within = measure(theirs.copy(), theirs, 1e-4, 1e-4)
+    assert max_abs == 0 and within and cosine == 1.0
+    ours = theirs.copy()
+    ours[3] = np.nan
+    assert measure(ours, theirs, 1e-4, 1e-4)[0] == np.inf and not measure(ours, theirs, 1e-4, 1e-4)[5]
 
 
 def test_extract_then_compare_round_trip(seed_model_path, image_path, tmp_path, litert, capsys):

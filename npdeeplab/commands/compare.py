@@ -11,14 +11,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "compare",
+        usage="npdeeplab compare MODEL [MODEL_B] (IMAGE | --random) [options]",
         help="compare npdeeplab with LiteRT (or two models) op by op and find the first divergence",
         description=(
             "With one model: npdeeplab against LiteRT on the same input, op by op. With two models: both run "
             "in npdeeplab, compared by op index when their structure matches, else by tensor name. Exit code 1 "
-            "when an op exceeds the tolerance |a-b| <= atol + rtol*|b|, 0 otherwise, 2 on bad input."
+            "when an op exceeds the tolerance |a-b| <= atol + rtol*|b| or when fewer than half the ops could be "
+            "matched, 0 otherwise, 2 on bad input. The ulp column is max|a-b| in units of the float32 spacing at "
+            "the reference tensor's largest magnitude (independent of the tolerances); lsb, for integer tensors, "
+            "the largest difference."
         ),
     )
-    parser.add_argument("models", nargs="+", metavar="MODEL [MODEL_B] [IMAGE]", help="one or two models, an image")
+    parser.add_argument("models", nargs="+", metavar="MODEL", help="one or two models (.tflite or registry name), "
+                        "then an image unless --random")
     parser.add_argument("--random", action="store_true", help="feed random data instead of an image")
     parser.add_argument("--seed", type=int, default=0, help="seed for --random")
     parser.add_argument("--reference", choices=("litert", "litert-ref"), default="litert",

@@ -2,8 +2,11 @@
 goes wrong.
 
 Per op: max absolute error, max relative error (max |a - b| / max |b|, the error against the
-tensor's own scale), max ULP distance for floats or max LSB difference for integers, and cosine
-similarity. An op is over tolerance where any element has |a - b| > atol + rtol * |b|. The
+tensor's own scale), the error in ULPs for floats or the max LSB difference for integers, and
+cosine similarity. The ULP column is max |a - b| divided by the float32 spacing at the reference
+tensor's largest magnitude, np.spacing(float32(max |b|)): how many of the smallest steps a value
+of the tensor's own size can take the error spans. It depends on the two arrays only, never on
+the tolerances. An op is over tolerance where any element has |a - b| > atol + rtol * |b|. The
 defaults, atol = rtol = 1e-4, sit above float32 reordering noise through a whole DeepLab
 (LiteRT's own optimised and reference kernels differ by up to 3.5e-5 on the seed model's logits)
 and far below a real bug.
@@ -36,7 +39,7 @@ class CompareRow:
     shape: tuple[int, ...]
     max_abs: float
     max_rel: float
-    max_units: int  # ULPs (float) or LSBs (integer)
+    max_units: float  # ULPs at the reference's scale (float) or max LSB difference (integer)
     unit: str  # "ulp" or "lsb"
     cosine: float
     within: bool
@@ -52,24 +55,31 @@ class Comparison:
     isolate: bool = False
     notes: list[str] = field(default_factory=list)
 
+    problem: str | None = None  # the two sides could not be compared op by op (too few ops matched)
+
     @property
     def first_divergence(self) -> CompareRow | None:
         return next((row for row in self.rows if not row.within), None)
 
     @property
     def exceeded(self) -> bool:
-        return self.first_divergence is not None
+        """An op over tolerance, or no meaningful comparison at all: the CLI exits 1 for both."""
+        return self.problem is not None or self.first_divergence is not None
 
     def summary(self) -> str:
+        if self.problem is not None:
+            return self.problem
         first = self.first_divergence
         if first is None:
             return f"all {len(self.rows)} ops within tolerance"
         return (
             f"first divergence: op {first.index} {first.kind} (tensor {first.tensor!r}): max abs error "
-            f"{first.max_abs:.3g}, max rel error {first.max_rel:.3g}, {first.max_units} {first.unit}"
+            f"{first.max_abs:.3g}, max rel error {first.max_rel:.3g}, {first.max_units:.3g} {first.unit}"
         )
 
     def to_text(self) -> str:
+        if self.problem is not None:
+            return self.problem  # no table: its rows would compare ops that do not correspond
         mode = "each op fed the reference's inputs" if self.isolate else "whole model"
         lines = [
             f"npdeeplab vs {self.reference} ({mode}); tolerance |a-b| <= {self.atol:g} + {self.rtol:g}*|b|",
@@ -81,7 +91,7 @@ class Comparison:
             shape = "[" + ",".join(map(str, r.shape)) + "]"
             lines.append(
                 f"{mark}{r.index:>3}  {r.kind:<20}{shape:<18}{r.max_abs:>10.3g}{r.max_rel:>10.3g}"
-                f"{r.max_units:>10} {r.cosine:>11.8f}"
+                f"{r.max_units:>10.4g} {r.cosine:>11.8f}"
             )
         lines += [f"note: {n}" for n in self.notes]
         lines.append(self.summary())
@@ -92,45 +102,64 @@ class Comparison:
         body = "".join(
             f"<tr style='{'background:#fdd' if not r.within else ''}{';font-weight:bold' if r is first else ''}'>"
             f"<td>{r.index}</td><td>{html.escape(r.kind)}</td><td>{r.max_abs:.3g}</td><td>{r.max_rel:.3g}</td>"
-            f"<td>{r.max_units} {r.unit}</td><td>{r.cosine:.8f}</td></tr>"
+            f"<td>{r.max_units:.4g} {r.unit}</td><td>{r.cosine:.8f}</td></tr>"
             for r in self.rows
         )
         head = "".join(f"<th>{h}</th>" for h in ("#", "op", "max abs", "max rel", "ulp/lsb", "cosine"))
         return f"<p>{html.escape(self.summary())}</p><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def ordered_int(values: np.ndarray) -> np.ndarray:
-    """float32 bit patterns on a line where adjacent floats differ by 1 (ULPs), as int64."""
-    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.int32).astype(np.int64)
-    return np.where(bits < 0, np.int64(-(2**31)) - bits, bits)
+Metrics = tuple[float, float, float, str, float, bool]
 
 
-Metrics = tuple[float, float, int, str, float, bool]
+def ulps_at_scale(max_abs: float, theirs: np.ndarray) -> float:
+    """max |a - b| in units of the float32 spacing at the reference's largest magnitude.
+
+    Element by element ULP counts say nothing around zero, where neighbouring floats are so dense
+    that a difference of 1e-12 spans a billion of them; the spacing at the tensor's own scale is
+    the step its large values can take, so 1 means "as close as float32 allows for this tensor".
+    """
+    finite = np.abs(theirs[np.isfinite(theirs)])
+    scale = np.float32(finite.max()) if finite.size else np.float32(0)
+    spacing = float(np.spacing(scale if scale > 0 else np.float32(1)))
+    return max_abs / spacing if np.isfinite(max_abs) else float("inf")
 
 
 def measure(ours: np.ndarray, theirs: np.ndarray, atol: float, rtol: float) -> Metrics:
-    """(max abs, max rel, max ulp/lsb, unit, cosine, within tolerance) of ours against theirs.
-
-    ULPs are counted where |theirs| >= atol: around zero, neighbouring floats are so dense that
-    a difference of 1e-12 spans a billion ULPs and says nothing.
-    """
+    """(max abs, max rel, ulp/lsb, unit, cosine, within tolerance) of ours against theirs."""
     if ours.shape != theirs.shape:
         raise InputError(f"shapes differ: {list(ours.shape)} vs {list(theirs.shape)}")
     a, b = ours.astype(np.float64), theirs.astype(np.float64)
-    difference = np.abs(a - b)
+    difference = element_errors(a, b)
     max_abs = float(difference.max()) if difference.size else 0.0
-    scale = float(np.abs(b).max()) if b.size else 0.0
+    finite = np.abs(b[np.isfinite(b)])
+    scale = float(finite.max()) if finite.size else 0.0
     max_rel = max_abs / scale if scale else (0.0 if max_abs == 0 else float("inf"))
     if ours.dtype.kind == "f":
-        counted = np.abs(theirs) >= atol
-        distance = np.abs(ordered_int(ours[counted]) - ordered_int(theirs[counted]))
-        units, unit = (int(distance.max()) if distance.size else 0), "ulp"
+        units, unit = ulps_at_scale(max_abs, theirs), "ulp"
     else:
-        units, unit = int(max_abs), "lsb"
+        units, unit = float(max_abs), "lsb"
+    with np.errstate(invalid="ignore"):
+        within = bool(np.all((difference == 0) | (difference <= atol + rtol * np.abs(b))))
+    return max_abs, max_rel, units, unit, cosine_similarity(a, b, max_abs), within
+
+
+def element_errors(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|a - b| per element, 0 where both hold the same value (also the same infinity, or both NaN),
+    inf where only one is NaN: a NaN or Inf that both engines produce is agreement."""
+    with np.errstate(invalid="ignore"):
+        difference = np.abs(a - b)
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    difference[same] = 0.0
+    difference[np.isnan(difference)] = np.inf
+    return difference
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray, max_abs: float) -> float:
+    finite = np.isfinite(a) & np.isfinite(b)
+    a, b = a[finite], b[finite]
     norms = float(np.linalg.norm(a) * np.linalg.norm(b))
-    cosine = float(np.dot(a.reshape(-1), b.reshape(-1)) / norms) if norms else (1.0 if max_abs == 0 else 0.0)
-    within = bool(np.all(difference <= atol + rtol * np.abs(b)))
-    return max_abs, max_rel, units, unit, cosine, within
+    return float(np.dot(a, b) / norms) if norms else (1.0 if max_abs == 0 else 0.0)
 
 
 def collect_outputs(interpreter: Interpreter, inputs: list[np.ndarray]) -> dict[int, np.ndarray]:
@@ -214,15 +243,30 @@ def compare_with_litert(
             outputs[step.op.index] = kernels[step.kernel](step.params, *arguments)
     else:
         outputs = collect_outputs(ours, inputs)
-    rows = []
+    rows, notes = [], []
     for step in ours.ops:
         index = step.op.outputs[0]
         if step.op.index not in outputs or index not in theirs:
             continue
+        if outputs[step.op.index].shape != theirs[index].shape:
+            notes.append(f"op {step.op.index}: shapes differ from LiteRT's tensor {index}, not compared")
+            continue
         rows.append(_row(step.op.index, step.op.kind, ours.tensors[index].name, outputs[step.op.index],
                          theirs[index], atol, rtol))
     name = "LiteRT (reference kernels)" if reference == "litert-ref" else "LiteRT (optimised kernels, no delegate)"
-    return Comparison(ours.model.source, name, rows, atol, rtol, isolate)
+    problem = too_few_matched(len(rows), len(ours.ops), "by tensor index")
+    return Comparison(ours.model.source, name, rows, atol, rtol, isolate, notes, problem)
+
+
+def too_few_matched(matched: int, ops: int, how: str) -> str | None:
+    """The problem when fewer than half the ops found a partner: then the graphs do not
+    correspond, and "all ops within tolerance" would say nothing."""
+    if 2 * matched >= ops:
+        return None
+    return (
+        f"only {matched} of {ops} ops matched {how}: the two sides do not correspond op by op, so they were "
+        "not compared"
+    )
 
 
 def compare_models(
@@ -253,7 +297,8 @@ def compare_models(
         rows.append(_row(step.op.index, step.op.kind, name, out_a[step.op.index], out_b[partner], atol, rtol))
     matching = "op index" if same_structure else f"tensor name ({len(rows)} of {len(a.ops)} ops matched)"
     notes.insert(0, f"ops matched by {matching}")
-    return Comparison(a.model.source, f"{b.model.source} (npdeeplab)", rows, atol, rtol, False, notes)
+    problem = too_few_matched(len(rows), len(a.ops), "by op index" if same_structure else "by tensor name")
+    return Comparison(a.model.source, f"{b.model.source} (npdeeplab)", rows, atol, rtol, False, notes, problem)
 
 
 def _row(
