@@ -21,9 +21,11 @@ FUSED_RANGES = {
 
 
 def clamp(x: np.ndarray, low: float, high: float) -> np.ndarray:
-    """min(max(x, low), high) in x's dtype, in place when x is a fresh temporary."""
-    if low <= -FLOAT_MAX and high >= FLOAT_MAX:
-        return x
+    """min(max(x, low), high) in x's dtype, in place (x is a fresh temporary).
+
+    Always applied, also for no activation, whose range is [-FLT_MAX, FLT_MAX]: TFLite clamps
+    there too, so an Inf becomes +-3.4e38 while a NaN stays NaN.
+    """
     return np.clip(x, np.float32(low), np.float32(high), out=x)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from npdeeplab.kernels.activation import clamp
 from npdeeplab.kernels.bands import row_bands
-from npdeeplab.kernels.windows import Window, pad_for_window, window_patches
+from npdeeplab.kernels.windows import Window, pad_for_window, window_patches, window_taps
 
 
 @dataclass(frozen=True)
@@ -16,17 +16,24 @@ class ConvParams:
     window: Window
     act_min: float
     act_max: float
+    finite_filter: bool | None = None  # known at prepare for constant filters; None: look at run time
+
+
+def has_finite_filter(p: ConvParams, w: np.ndarray) -> bool:
+    return p.finite_filter if p.finite_filter is not None else bool(np.isfinite(w).all())
 
 
 def conv2d(p: ConvParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     """out[n,y,x,co] = clamp(sum over (ky,kx,ci) of in[n, y*s+ky*d-pad, x*s+kx*d-pad, ci] * w[co,ky,kx,ci] + b[co]).
 
     x [N,H,W,Cin], w [Cout,KH,KW,Cin/groups], b [Cout] or None. With groups > 1 each group of
-    Cout/groups filters sees its own Cin/groups slice of the input.
+    Cout/groups filters sees its own Cin/groups slice of the input. Taps outside the input are
+    skipped, not multiplied by a zero of padding: they differ where a weight is Inf or NaN.
     """
     groups = x.shape[3] // w.shape[3]
+    convolve = _conv2d_group if has_finite_filter(p, w) else _conv2d_group_by_taps
     outputs = [
-        _conv2d_group(p, x[..., g * w.shape[3] : (g + 1) * w.shape[3]], w_g)
+        convolve(p, x[..., g * w.shape[3] : (g + 1) * w.shape[3]], w_g)
         for g, w_g in enumerate(np.split(w, groups, axis=0))
     ]
     out = outputs[0] if groups == 1 else np.concatenate(outputs, axis=3)
@@ -36,7 +43,10 @@ def conv2d(p: ConvParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) ->
 
 
 def _conv2d_group(p: ConvParams, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """The convolution as one matrix product: patches [N*OH*OW, KH*KW*Cin] @ filters.T."""
+    """The convolution as one matrix product: patches [N*OH*OW, KH*KW*Cin] @ filters.T.
+
+    The padding's zeros take part in the product, which is exact for finite weights only.
+    """
     win = p.window
     if (win.filter_h, win.filter_w, win.stride_h, win.stride_w) == (1, 1, 1, 1):
         patches = x  # a 1x1 convolution is already a matrix product over channels
@@ -50,28 +60,43 @@ def _conv2d_group(p: ConvParams, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return out.reshape(n, win.out_h, win.out_w, cout)
 
 
+def _conv2d_group_by_taps(p: ConvParams, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The convolution as a sum over filter taps of 1x1 convolutions, each over just the outputs
+    whose tap lands inside the input: for filters with Inf or NaN, where 0 * Inf would be NaN."""
+    win = p.window
+    out = np.zeros((x.shape[0], win.out_h, win.out_w, w.shape[0]), dtype=np.float32)
+    for ky, kx, rows, columns in window_taps(win, x.shape[1], x.shape[2]):
+        out[:, rows.outputs, columns.outputs] += x[:, rows.inputs, columns.inputs] @ w[:, ky, kx, :].T
+    return out
+
+
 def depthwise_conv2d(p: ConvParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     """out[n,y,x,c*m+k] = clamp(sum over (ky,kx) of in[n, y*s+ky*d-pad, x*s+kx*d-pad, c] * w[0,ky,kx,c*m+k] + b).
 
-    x [N,H,W,Cin], w [1,KH,KW,Cin*m]: each input channel c feeds m output channels. The taps are
-    accumulated in (ky, kx) order in float32, as TFLite's reference kernel does.
+    x [N,H,W,Cin], w [1,KH,KW,Cin*m]: each input channel c feeds m output channels. The taps that
+    land inside the input are accumulated in (ky, kx) order in float32, as TFLite's reference
+    kernel does; those outside are skipped.
     """
     win = p.window
     multiplier = w.shape[3] // x.shape[3]
     if multiplier > 1:
         x = np.repeat(x, multiplier, axis=3)  # output channel oc reads input channel oc // m
-    patches = window_patches(pad_for_window(x, win), win)  # [N, OH, OW, KH, KW, C]
     out = np.zeros((x.shape[0], win.out_h, win.out_w, w.shape[3]), dtype=np.float32)
     # Each tap's weights repeated along a whole output row, so that every multiply below runs
     # over rows of W*C contiguous values instead of C at a time.
     row_weights = np.repeat(w[0, :, :, None, :], win.out_w, axis=2)  # [KH, KW, OW, C]
+    taps = window_taps(win, x.shape[1], x.shape[2])
     bands = row_bands(out)
     product = np.empty_like(out[:, bands[0]])
-    for rows in bands:  # band by band: each band stays in cache from the first tap to the clamp
-        band, band_product = out[:, rows], product[:, : rows.stop - rows.start]
-        for ky in range(win.filter_h):
-            for kx in range(win.filter_w):
-                band += np.multiply(patches[:, rows, :, ky, kx], row_weights[ky, kx], out=band_product)
+    for band_rows in bands:  # band by band: each band stays in cache from the first tap to the clamp
+        band = out[:, band_rows]
+        for ky, kx, rows, columns in taps:
+            part = rows.within(band_rows.start, band_rows.stop)
+            if part is None:
+                continue
+            scratch = product[:, : part.out_stop - part.out_start, : columns.out_stop - columns.out_start]
+            np.multiply(x[:, part.inputs, columns.inputs], row_weights[ky, kx, columns.outputs], out=scratch)
+            band[:, part.outputs, columns.outputs] += scratch
         if b is not None:
             band += b
         clamp(band, p.act_min, p.act_max)

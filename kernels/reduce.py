@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,9 +30,21 @@ def mean(p: ReduceParams, x: np.ndarray) -> np.ndarray:
 
 def arg_max(p: ArgParams, x: np.ndarray) -> np.ndarray:
     """Index of the largest value along the axis; ties go to the first index."""
+    if x.dtype.kind == "f":
+        return _first_index_of_best(x, np.max, -np.inf, p)
     return np.argmax(x, axis=p.axis).astype(p.output_dtype)
 
 
 def arg_min(p: ArgParams, x: np.ndarray) -> np.ndarray:
     """Index of the smallest value along the axis; ties go to the first index."""
+    if x.dtype.kind == "f":
+        return _first_index_of_best(x, np.min, np.inf, p)
     return np.argmin(x, axis=p.axis).astype(p.output_dtype)
+
+
+def _first_index_of_best(x: np.ndarray, best_of: Callable, fill: float, p: ArgParams) -> np.ndarray:
+    """The first index holding the best number, NaNs passed over, and 0 where all are NaN: what
+    LiteRT's reference kernel gives (np.argmax would pick the first NaN)."""
+    numbers = ~np.isnan(x)
+    best = best_of(np.where(numbers, x, x.dtype.type(fill)), axis=p.axis, keepdims=True)
+    return np.argmax((x == best) & numbers, axis=p.axis).astype(p.output_dtype)

@@ -21,8 +21,8 @@ def conv2d(
     p: ConvParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, out: np.ndarray | None = None
 ) -> np.ndarray:
     win = p.window
-    if x.shape[3] != w.shape[3]:
-        return reference.conv2d(p, x, w, b)  # grouped convolution: rare, keep the reference
+    if x.shape[3] != w.shape[3] or not reference.has_finite_filter(p, w):
+        return reference.conv2d(p, x, w, b)  # grouped, or Inf/NaN weights: rare, keep the reference
     n, cout = x.shape[0], w.shape[0]
     rows = n * win.out_h * win.out_w
     out = output(out, (n, win.out_h, win.out_w, cout), np.float32)

@@ -56,6 +56,9 @@ def _arg_last_axis(rows, largest, out):  # noqa: ANN001, ANN202
     for r in prange(rows.shape[0]):
         best = 0
         for c in range(1, rows.shape[1]):
-            if (rows[r, c] > rows[r, best]) if largest else (rows[r, c] < rows[r, best]):
+            value, best_value = rows[r, c], rows[r, best]
+            if (value > best_value) if largest else (value < best_value):
                 best = c  # strictly better only: ties keep the first index, as TFLite
+            elif best_value != best_value and value == value:
+                best = c  # the best so far is a NaN and this is a number: NaNs are passed over
         out[r] = best
