@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import mmap
 import os
+import re
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -40,12 +41,46 @@ def load_model(source: ModelSource) -> Model:
         raise ModelError(
             f"{name} is not a .tflite model: file identifier is {bytes(data[4:8])!r}, expected b'TFL3'"
         )
+    root = int(data[:4].view("<u4")[0])
+    if root >= len(data):
+        raise ModelError(
+            f"{name} is a malformed .tflite file: its root table is at byte {root}, past the end of the "
+            f"{len(data)}-byte file (truncated?)"
+        )
+    place = Place("the model table")
     try:
-        return _decode_model(data, name)
+        return _decode_model(data, name, place)
     except ModelError:
         raise
     except Exception as error:  # flatbuffers raises whatever a bad offset happens to cause
-        raise ModelError(f"{name} is a malformed .tflite flatbuffer ({type(error).__name__}: {error})") from None
+        raise ModelError(
+            f"{name} is a malformed .tflite file: reading {place.what}, {in_user_terms(error, len(data))}"
+        ) from None
+
+
+class Place:
+    """What the decoder is reading, for the message when a bad offset makes it fail."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+
+def in_user_terms(error: Exception, size: int) -> str:
+    """What a flatbuffers failure means for the file, instead of the struct module's words."""
+    text = str(error)
+    past_end = re.search(r"unpacking (\d+) bytes at offset (\d+)", text)
+    if past_end:
+        count, offset = (int(v) for v in past_end.groups())
+        return (
+            f"{count} bytes at byte {offset} lie past the end of the {size}-byte file (truncated, or a corrupt "
+            "offset)"
+        )
+    negative = re.search(r"offset (-\d+) out of range", text)
+    if negative or "negative" in text:
+        return "an offset points before the start of the file (corrupt)"
+    if "buffer is smaller than requested size" in text:
+        return f"a vector runs past the end of the {size}-byte file (truncated, or a corrupt length)"
+    return f"{type(error).__name__}: {text}"
 
 
 def _read_source(source: ModelSource) -> tuple[Any, str]:
@@ -63,28 +98,39 @@ def _read_source(source: ModelSource) -> tuple[Any, str]:
     return np.frombuffer(mapped, dtype=np.uint8), str(path)
 
 
-def _decode_model(data: np.ndarray, name: str) -> Model:
+def _decode_model(data: np.ndarray, name: str, place: Place) -> Model:
     root = tflite.Model.GetRootAsModel(data, 0)
-    buffers = [_buffer_bytes(root, i, data, name) for i in range(root.BuffersLength())]
-    kinds = [_operator_kind(root.OperatorCodes(i)) for i in range(root.OperatorCodesLength())]
-    versions = [root.OperatorCodes(i).Version() for i in range(root.OperatorCodesLength())]
+    buffers = []
+    for i in range(root.BuffersLength()):
+        place.what = f"buffer {i}"
+        buffers.append(_buffer_bytes(root, i, data, name))
+    kinds, versions = [], []
+    for i in range(root.OperatorCodesLength()):
+        place.what = f"operator code {i}"
+        kinds.append(_operator_kind(root.OperatorCodes(i)))
+        versions.append(root.OperatorCodes(i).Version())
     subgraphs = tuple(
-        _decode_subgraph(root.Subgraphs(i), i, buffers, kinds, versions, name) for i in range(root.SubgraphsLength())
+        _decode_subgraph(root.Subgraphs(i), i, buffers, kinds, versions, name, place)
+        for i in range(root.SubgraphsLength())
     )
     if not subgraphs:
         raise ModelError(f"{name} has no subgraphs")
     metadata = {}
     for i in range(root.MetadataLength()):
+        place.what = f"metadata entry {i}"
         entry = root.Metadata(i)
         index = _check_index(entry.Buffer(), len(buffers), f"metadata entry {i}", "buffer", name)
         metadata[_text(entry.Name())] = bytes(buffers[index])
-    signatures = tuple(_decode_signature(root.SignatureDefs(i), subgraphs) for i in range(root.SignatureDefsLength()))
+    signatures = []
+    for i in range(root.SignatureDefsLength()):
+        place.what = f"signature {i}"
+        signatures.append(_decode_signature(root.SignatureDefs(i), subgraphs, name))
     return Model(
         version=root.Version(),
         description=_text(root.Description()),
         subgraphs=subgraphs,
         metadata=metadata,
-        signatures=signatures,
+        signatures=tuple(signatures),
         source=name,
     )
 
@@ -115,12 +161,16 @@ def _operator_kind(code: Any) -> str:
 
 
 def _decode_subgraph(
-    graph: Any, index: int, buffers: list[np.ndarray], kinds: list[str], versions: list[int], name: str
+    graph: Any, index: int, buffers: list[np.ndarray], kinds: list[str], versions: list[int], name: str, place: Place
 ) -> Subgraph:
-    tensors = tuple(_decode_tensor(graph.Tensors(i), i, buffers, name) for i in range(graph.TensorsLength()))
+    tensors = []
+    for i in range(graph.TensorsLength()):
+        place.what = f"tensor {i} of subgraph {index}"
+        tensors.append(_decode_tensor(graph.Tensors(i), i, buffers, name))
     where = f"{name}: subgraph {index}"
     ops = []
     for i in range(graph.OperatorsLength()):
+        place.what = f"op {i} of subgraph {index}"
         operator = graph.Operators(i)
         opcode = _check_index(operator.OpcodeIndex(), len(kinds), f"{where} op {i}", "opcode", "")
         kind = kinds[opcode]
@@ -133,11 +183,18 @@ def _decode_subgraph(
             _check_index(t, len(tensors), f"{where} op {i} ({kind}) output {position}", "tensor", "")
         options = decode_options(operator.BuiltinOptionsType(), operator.BuiltinOptions())
         ops.append(OpNode(i, kind, versions[opcode], inputs, outputs, options))
+    place.what = f"the inputs and outputs of subgraph {index}"
     io = {"input": _indices(graph.InputsAsNumpy()), "output": _indices(graph.OutputsAsNumpy())}
     for role, indices in io.items():
-        for t in indices:
-            _check_index(t, len(tensors), f"{where} graph {role}", "tensor", "")
-    return Subgraph(index, _text(graph.Name()), tensors, tuple(ops), io["input"], io["output"])
+        for position, t in enumerate(indices):
+            _check_index(t, len(tensors), f"{where} graph {role} {position}", "tensor", "")
+    for position, t in enumerate(io["input"]):
+        if tensors[t].is_constant:
+            raise ModelError(
+                f"{where} graph input {position} is tensor {t} {tensors[t].name!r}, a constant (its data is in "
+                f"buffer {tensors[t].buffer}); a graph input is set by the caller"
+            )
+    return Subgraph(index, _text(graph.Name()), tuple(tensors), tuple(ops), io["input"], io["output"])
 
 
 def _decode_tensor(tensor: Any, index: int, buffers: list[np.ndarray], name: str) -> TensorInfo:
@@ -168,7 +225,7 @@ def _decode_tensor(tensor: Any, index: int, buffers: list[np.ndarray], name: str
         shape=shape,
         shape_signature=signature,
         dtype=dtype,
-        quantization=_decode_quantization(tensor.Quantization()),
+        quantization=_decode_quantization(tensor.Quantization(), dtype, shape, where),
         data=data,
         buffer=buffer_index,
         is_variable=bool(tensor.IsVariable()),
@@ -183,27 +240,46 @@ def _typed_view(raw: np.ndarray, dtype: np.dtype, shape: tuple[int, ...]) -> np.
     return view
 
 
-def _decode_quantization(q: Any) -> Quantization | None:
+def _decode_quantization(q: Any, dtype: np.dtype, shape: tuple[int, ...], where: str) -> Quantization | None:
+    """Scales and zero points; for integer tensors, zero points must fit the type (a uint8 zero
+    point of 300 is no quantization at all) and there must be one per scale."""
     if q is None or q.ScaleLength() == 0:
         return None
     scale = np.asarray(q.ScaleAsNumpy(), dtype=np.float32)
     zero_point = np.asarray(q.ZeroPointAsNumpy(), dtype=np.int64) if q.ZeroPointLength() else np.zeros(1, np.int64)
     if zero_point.size == 1 and scale.size > 1:
         zero_point = np.repeat(zero_point, scale.size)
+    if dtype.kind in "iu":
+        if zero_point.size != scale.size:
+            raise ModelError(f"{where} has {scale.size} quantization scales but {zero_point.size} zero points")
+        info = np.iinfo(dtype)
+        outside = zero_point[(zero_point < info.min) | (zero_point > info.max)]
+        if outside.size:
+            raise ModelError(
+                f"{where} is {dtype.name} with zero point {int(outside[0])}, outside the type's range "
+                f"{info.min}..{info.max}"
+            )
     return Quantization(scale, zero_point, int(q.QuantizedDimension()))
 
 
-def _decode_signature(sig: Any, subgraphs: tuple[Subgraph, ...]) -> SignatureDef:
-    def tensor_map(length: int, get: Any) -> dict[str, int]:
-        return {_text(get(i).Name()): int(get(i).TensorIndex()) for i in range(length)}
-
+def _decode_signature(sig: Any, subgraphs: tuple[Subgraph, ...], name: str) -> SignatureDef:
     key = _text(sig.SignatureKey())
     index = sig.SubgraphIndex()
     if not 0 <= index < len(subgraphs):
-        raise ModelError(f"signature {key!r} names subgraph {index}, but the model has {len(subgraphs)}")
-    return SignatureDef(
-        key, index, tensor_map(sig.InputsLength(), sig.Inputs), tensor_map(sig.OutputsLength(), sig.Outputs)
-    )
+        raise ModelError(f"{name}: signature {key!r} names subgraph {index}, but the model has {len(subgraphs)}")
+    count = len(subgraphs[index].tensors)
+
+    def tensor_map(role: str, length: int, get: Any) -> dict[str, int]:
+        found = {}
+        for i in range(length):
+            entry = get(i)
+            where = f"signature {key!r} {role} {_text(entry.Name())!r}"
+            found[_text(entry.Name())] = _check_index(entry.TensorIndex(), count, where, "tensor", name)
+        return found
+
+    inputs = tensor_map("input", sig.InputsLength(), sig.Inputs)
+    outputs = tensor_map("output", sig.OutputsLength(), sig.Outputs)
+    return SignatureDef(key, index, inputs, outputs)
 
 
 def _check_index(value: int, length: int, where: str, what: str, name: str) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from npdeeplab.kernels.conv import ConvParams
 from npdeeplab.kernels.pool import PoolParams
 from npdeeplab.kernels.windows import Window
@@ -78,7 +80,7 @@ def prepare_conv2d(ctx: OpContext) -> PreparedOp:
     b = ctx.optional_input(2, rank=1)
     n, height, width, cin = x.shape
     cout, kh, kw, filter_cin = w.shape
-    if filter_cin == 0 or cin % filter_cin or cout % (cin // filter_cin):
+    if filter_cin == 0 or cin < filter_cin or cin % filter_cin or cout % (cin // filter_cin):
         ctx.fail(
             f"input has {cin} channels but the filter ({ctx.label(w)}) expects {filter_cin} per group "
             f"for {cout} output channels"
@@ -89,7 +91,8 @@ def prepare_conv2d(ctx: OpContext) -> PreparedOp:
     low, high = ctx.activation_range()
     shape = (n, window.out_h, window.out_w, cout)
     macs = convolution_macs("CONV_2D", x.shape, w.shape, shape)
-    return ctx.prepared("conv2d", ConvParams(window, low, high), [x, w, b], shape, x.dtype, macs)
+    finite = bool(np.isfinite(w.data).all()) if w.is_constant else None
+    return ctx.prepared("conv2d", ConvParams(window, low, high, finite), [x, w, b], shape, x.dtype, macs)
 
 
 @register("DEPTHWISE_CONV_2D")

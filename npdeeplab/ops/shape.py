@@ -157,10 +157,13 @@ def prepare_strided_slice(ctx: OpContext) -> PreparedOp:
     o = ctx.options
     if bin(o.ellipsis_mask & (2 ** len(begin) - 1)).count("1") > 1:
         ctx.fail(f"ellipsis_mask {o.ellipsis_mask} marks more than one ellipsis")
+    axes = _strided_slice_axes(o, len(x.shape), len(begin))
+    if sum(entry != "new" for entry in axes) > len(x.shape):
+        ctx.fail(f"the slice's masks address more axes than the input's {len(x.shape)} (shape {list(x.shape)})")
     sizes = iter(x.shape)
     index: list[Any] = []
     kept, unwritten = [], ""
-    for axis, entry in enumerate(_strided_slice_axes(o, len(x.shape), len(begin))):
+    for axis, entry in enumerate(axes):
         size = 1 if entry == "new" else next(sizes)
         if isinstance(entry, str):  # a new axis, or one the spec leaves whole: LiteRT takes [0, size)
             start, stop, step, shrink = 0, size, 1, False
@@ -230,12 +233,22 @@ def _offset_length(end: tuple[int, ...], axis: int, step: int) -> int:
 
 
 def _prepared_index(ctx: OpContext, x: Any, index: tuple[Any, ...]) -> PreparedOp:
-    """Work out the result shape by indexing a zero-size-in-memory stand-in of the input."""
-    try:
-        shape = np.broadcast_to(np.zeros((), x.dtype), x.shape)[index].shape
-    except IndexError as error:
-        ctx.fail(f"cannot slice shape {list(x.shape)}: {error}")
-    return ctx.prepared("slice", SliceParams(index), [x], shape, x.dtype)
+    """The result shape of x[index], worked out from the shape alone (slices, ints, None)."""
+    shape: list[int] = []
+    sizes = iter(x.shape)
+    for entry in index:
+        if entry is None:
+            shape.append(1)
+            continue
+        size = next(sizes, None)
+        if size is None:
+            ctx.fail(f"the slice addresses more axes than the input's {len(x.shape)} (shape {list(x.shape)})")
+        if isinstance(entry, slice):
+            shape.append(len(range(*entry.indices(size))))
+        elif not -size <= entry < size:
+            ctx.fail(f"index {entry} is out of range for an axis of size {size}")
+    shape.extend(sizes)  # axes the index does not name are kept whole
+    return ctx.prepared("slice", SliceParams(index), [x], tuple(shape), x.dtype)
 
 
 @register("TILE")

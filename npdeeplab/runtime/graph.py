@@ -95,10 +95,14 @@ def prepare_graph(
     for index, shape in input_shapes.items():
         tensors[index] = dataclasses.replace(tensors[index], shape=tuple(shape))
     resized = any(graph.tensors[i].shape != tuple(s) for i, s in input_shapes.items())
+    for position, index in enumerate(graph.inputs):
+        check_activation(tensors[index], f"graph input {position} (tensor {index} {tensors[index].name!r})")
     ready = {t.index for t in tensors if t.is_constant} | set(graph.inputs)
     prepared = []
     for op in graph.ops:
         _check_inputs_ready(op, tensors, ready)
+        _check_outputs_fresh(op, tensors, ready)
+        _check_not_empty(op, "input", op.inputs, tensors)
         step = PREPARERS[op.kind](OpContext(with_options(op), tensors))
         if len(step.output_shapes) != len(op.outputs):
             raise ModelError(f"{op.describe()}: expected {len(step.output_shapes)} outputs, got {len(op.outputs)}")
@@ -114,7 +118,9 @@ def prepare_graph(
                     f"{where} is declared with shape {list(declared.shape)}, but the op produces {list(shape)}"
                 )
             tensors[index] = dataclasses.replace(declared, shape=tuple(shape))
+            check_activation(tensors[index], where)
             ready.add(index)
+        _check_not_empty(op, "output", op.outputs, tensors)
         prepared.append(step)
     for index in graph.outputs:
         if index not in ready:
@@ -133,6 +139,52 @@ def with_options(op: OpNode) -> OpNode:
         return dataclasses.replace(op, options=expected())
     got = "no options table" if op.options is None else f"a {type(op.options).__name__} table"
     raise ModelError(f"{op.describe()}: expected {expected.__name__}, the file has {got}")
+
+
+ACTIVATION_DTYPES = frozenset(
+    np.dtype(d) for d in (np.float32, np.int32, np.int64, np.uint8, np.int8, np.int16, np.bool_, np.float64)
+)
+
+
+# Ops whose kernels handle empty tensors by doing nothing, as LiteRT runs them: data movement
+# and elementwise arithmetic. Every other op refuses an empty input or output at load.
+EMPTY_OK_KINDS = frozenset({
+    "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "CONCATENATION", "PAD", "SLICE", "STRIDED_SLICE", "TILE", "TRANSPOSE",
+    "ADD", "SUB", "MUL", "RELU", "RELU6", "RELU_N1_TO_1", "TANH", "LOGISTIC",
+})
+
+
+def check_activation(tensor: TensorInfo, where: str) -> None:
+    """Tensors computed at run time must be of a type the kernels compute in: float16 and complex
+    values are refused (float16 appears only as constant weights, for DEQUANTIZE)."""
+    if tensor.dtype not in ACTIVATION_DTYPES:
+        raise ModelError(f"{where} is {tensor.dtype.name}; npdeeplab computes in float32 and integer types")
+
+
+def _check_not_empty(op: OpNode, role: str, indices: tuple[int, ...], tensors: list[TensorInfo]) -> None:
+    """Convolutions, pools, resizes, reductions and softmax need values: an empty tensor (a resize
+    of a 0-row image) would make their kernels index an empty axis, which in Numba, which does
+    not bounds-check, reads out of bounds. Refused here, before the op's preparer sees it."""
+    if op.kind in EMPTY_OK_KINDS:
+        return
+    for position, index in enumerate(indices):
+        if index != -1 and 0 in tensors[index].shape:
+            tensor = tensors[index]
+            raise ModelError(
+                f"{op.describe()}: {role} {position} (tensor {index} {tensor.name!r}) has shape {list(tensor.shape)}, "
+                f"which holds no values; {op.kind} needs at least one"
+            )
+
+
+def _check_outputs_fresh(op: OpNode, tensors: list[TensorInfo], ready: set[int]) -> None:
+    """Every op writes tensors of its own: not a constant, a graph input, or another op's output."""
+    for position, index in enumerate(op.outputs):
+        if index in ready or op.outputs.index(index) != position:
+            what = "a constant" if tensors[index].is_constant else "already computed (or a graph input)"
+            raise ModelError(
+                f"{op.describe()}: output {position} (tensor {index} {tensors[index].name!r}) is {what}; "
+                "each tensor is written by one op only"
+            )
 
 
 def _check_inputs_ready(op: OpNode, tensors: list[TensorInfo], ready: set[int]) -> None:
