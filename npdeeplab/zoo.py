@@ -107,7 +107,7 @@ def cache_dir() -> Path:
     """Where downloaded models go (not created here): $NPDEEPLAB_CACHE, else the platform's user cache."""
     override = os.environ.get(CACHE_ENV)
     if override:
-        return Path(override).expanduser().absolute()
+        return Path(override).expanduser().resolve()
     if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
         return Path(os.environ["LOCALAPPDATA"]) / "npdeeplab"
     xdg = os.environ.get("XDG_CACHE_HOME")
@@ -121,7 +121,7 @@ def model_dirs() -> list[Path]:
     paths: a relative entry means the same folder however the working directory changes later
     (a subprocess started elsewhere, a test in a temporary folder)."""
     value = os.environ.get(MODELS_ENV, "")
-    return [Path(part).expanduser().absolute() for part in value.split(os.pathsep) if part]
+    return [Path(part).expanduser().resolve() for part in value.split(os.pathsep) if part]
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:

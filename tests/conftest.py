@@ -51,7 +51,7 @@ def _folder(variable: str, fallback: Path) -> Path | None:
     these paths to subprocesses that run in other working directories."""
     for candidate in [*os.environ.get(variable, "").split(os.pathsep), str(fallback)]:
         if candidate and Path(candidate).is_dir():
-            return Path(candidate).absolute()
+            return Path(candidate).resolve()
     return None
 
 
