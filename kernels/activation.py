@@ -26,6 +26,7 @@ def clamp(x: np.ndarray, low: float, high: float) -> np.ndarray:
     Always applied, also for no activation, whose range is [-FLT_MAX, FLT_MAX]: TFLite clamps
     there too, so an Inf becomes +-3.4e38 while a NaN stays NaN.
     """
+    x = np.asarray(x)  # arithmetic on 0-d arrays gives NumPy scalars, which cannot be written into
     return np.clip(x, np.float32(low), np.float32(high), out=x)
 
 

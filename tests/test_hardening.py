@@ -214,6 +214,19 @@ def test_truncated_files_are_described_in_user_terms(seed_model_path):
         assert f"past the end of the {cut}-byte file (truncated" in message, message
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_arithmetic_on_scalars(backend):
+    """0-d ADD: NumPy's clamp was handed a NumPy scalar, which np.clip cannot write into."""
+    g = GraphBuilder()
+    x = g.add_input("x", ())
+    g.mark_outputs(g.add_op("ADD", [x, g.add_constant("b", np.array(-3.4e38, np.float32))]))
+    it = npdeeplab.Interpreter(model_content=g.to_bytes(), backend=backend)
+    it.allocate_tensors()
+    it.set_tensor(0, np.array(-3.4e38, np.float32))
+    it.invoke()
+    assert it.get_tensor(it.get_output_details()[0]["index"]) == np.float32(-3.4028235e38)  # -inf, clamped
+
+
 def test_a_corrupt_root_offset():
     data = bytearray(conv().to_bytes())
     data[0:4] = struct.pack("<I", len(data) + 100)

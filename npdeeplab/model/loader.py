@@ -76,8 +76,8 @@ def in_user_terms(error: Exception, size: int) -> str:
             "offset)"
         )
     negative = re.search(r"offset (-\d+) out of range", text)
-    if negative or "negative" in text:
-        return "an offset points before the start of the file (corrupt)"
+    if negative or "negative" in text or re.search(r"bad number -?\d+ for type uint", text):
+        return "an offset points outside the file (corrupt)"
     if "buffer is smaller than requested size" in text:
         return f"a vector runs past the end of the {size}-byte file (truncated, or a corrupt length)"
     return f"{type(error).__name__}: {text}"

@@ -180,7 +180,9 @@ class Interpreter:
         with self.lock:
             if not self._runner.allocated:
                 raise NotAllocatedError("Invoke called on model that is not ready: call allocate_tensors() first")
-            with thread_limits(self.backend, self.num_threads):
+            # Overflow to Inf and NaN from Inf - Inf are results, as in TFLite's C++, not warnings;
+            # `trace` counts them per op.
+            with thread_limits(self.backend, self.num_threads), np.errstate(all="ignore"):
                 self._runner.run(self._hooks)
 
     def get_input_details(self) -> list[dict[str, Any]]:
