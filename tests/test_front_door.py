@@ -343,3 +343,36 @@ def test_one_interpreter_invoked_from_two_threads_at_once(seed_model_path):
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+def test_compare_of_models_that_do_not_correspond(seed_model_path, tmp_path, capsys):
+    """Two graphs with hardly an op in common: one line and exit 1, not "all 0 ops within tolerance"."""
+    import dataclasses
+
+    from npdeeplab.model.loader import load_model
+    from npdeeplab.model.writer import save_model
+
+    model = load_model(seed_model_path)
+    graph = model.main
+    first_five = dataclasses.replace(graph, ops=graph.ops[:5], outputs=graph.ops[4].outputs)
+    cut = save_model(dataclasses.replace(model, subgraphs=(first_five,)), tmp_path / "first5.tflite")
+    assert main(["compare", str(seed_model_path), str(cut), "--random", "--backend", "numpy"]) == 1
+    out = capsys.readouterr().out
+    assert out == ("only 5 of 70 ops matched by tensor name: the two sides do not correspond op by op, so they were "
+                   "not compared\n")
+
+
+def test_compare_usage_line_is_readable():
+    result = run_cli("compare", "--help", cwd=ROOT)
+    assert result.stdout.splitlines()[0] == "usage: npdeeplab compare MODEL [MODEL_B] (IMAGE | --random) [options]"
+
+
+def test_the_browser_test_fails_rather_than_skips_in_ci(tmp_path):
+    """With CI=true and no Chromium on PATH, the report's browser test must fail, not skip."""
+    env = {**os.environ, "CI": "true", "PATH": str(Path(sys.executable).parent)}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             str(ROOT / "tests" / "test_tools.py"), "-k", "real_browser"],
+                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert result.returncode == 1, result.stdout[-2000:]
+    assert "1 failed" in result.stdout and "Chromium is not installed" in result.stdout
+    assert "CI=true: this must not be skipped" in result.stdout
