@@ -57,12 +57,14 @@ def printing_commands(model: Path, image: Path, tmp: Path) -> dict[str, list[str
         "compare": ["compare", str(model), "--random", "--backend", "numpy"],
         "segment": ["segment", str(image), "-o", str(tmp / "m.png"), "--json"],
         "extract": ["extract", str(model), "--op", "3", "-o", str(tmp / "x.tflite")],
+        "report": ["report", str(model), str(image), "-o", str(tmp / "r.html")],
+        "bench": ["bench", str(model), "--engines", "numpy", "--runs", "1", "--passes", "1"],
         "--help": ["--help"],
     }
 
 
 @pytest.mark.parametrize("command", ["inspect", "inspect --ops", "inspect --json", "trace", "compare", "segment",
-                                     "extract", "--help"])
+                                     "extract", "report", "bench", "--help"])
 def test_a_closed_pipe_ends_quietly(command, seed_model_path, image_path, litert, tmp_path):
     """`npdeeplab ... | head`: the reader goes away; no BrokenPipeError traceback, exit 0 or 141."""
     args = printing_commands(seed_model_path, image_path("chelsea.png"), tmp_path)[command]
@@ -259,6 +261,19 @@ def test_invoke_before_allocate_tensors_is_refused_as_litert_does(seed_model_pat
     ours.resize_tensor_input(index, (1, 257, 257, 3))
     with pytest.raises(RuntimeError, match="not ready"):  # a resize asks for allocate_tensors again
         ours.invoke()
+
+
+def test_a_signature_runner_allocates_by_itself_as_litert_does(litert):
+    LiteRT, _ = litert
+    g = GraphBuilder()
+    x = g.add_input("x", (1, 4))
+    y = g.add_op("RELU", [x])
+    g.mark_outputs(y)
+    g.add_signature("serving_default", {"x": x}, {"y": y})
+    value = np.array([[-1, 2, -3, 4]], np.float32)
+    for cls in (LiteRT, npdeeplab.Interpreter):
+        outputs = cls(model_content=g.to_bytes()).get_signature_runner()(x=value)
+        np.testing.assert_array_equal(outputs["y"], [[0, 2, 0, 4]])
 
 
 @pytest.mark.parametrize("content", ["model.tflite", 42, [1, 2]])

@@ -358,10 +358,14 @@ class SignatureRunner:
         expected = set(self._signature.inputs)
         if set(inputs) != expected:
             raise InputError(f"signature {self._signature.key!r} takes inputs {sorted(expected)}, got {sorted(inputs)}")
-        for name, value in inputs.items():
-            self._interpreter.set_tensor(self._signature.inputs[name], value)
-        self._interpreter.invoke()
-        return {name: self._interpreter.get_tensor(i) for name, i in self._signature.outputs.items()}
+        interpreter = self._interpreter
+        with interpreter.lock:  # one call, one run: no other thread's inputs in between
+            if not interpreter._runner.allocated:
+                interpreter.allocate_tensors()  # LiteRT's runner allocates by itself too
+            for name, value in inputs.items():
+                interpreter.set_tensor(self._signature.inputs[name], value)
+            interpreter.invoke()
+            return {name: interpreter.get_tensor(i) for name, i in self._signature.outputs.items()}
 
 
 def tensor_details(tensor: TensorInfo) -> dict[str, Any]:
