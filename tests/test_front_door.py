@@ -230,6 +230,13 @@ def test_one_channel_models_give_a_foreground_mask(logistic, image_path, tmp_pat
     assert reading in cli.stderr
 
 
+def test_segment_with_an_interpreter_of_ones_own(image_path, seed_model_path):
+    it = npdeeplab.Interpreter(model_path=seed_model_path)
+    assert not it.allocated
+    result = segment(image_path("chelsea.png"), interpreter=it)
+    assert it.allocated and result.areas()[0].name == "cat"
+
+
 def test_reprs_are_short(image_path):
     result = segment(image_path("chelsea.png"))
     text = repr(result)

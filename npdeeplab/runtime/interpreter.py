@@ -285,6 +285,11 @@ class Interpreter:
     # --- beyond LiteRT --------------------------------------------------------------------------
 
     @property
+    def allocated(self) -> bool:
+        """Whether allocate_tensors() has run since the interpreter was made or last resized."""
+        return self._runner.allocated
+
+    @property
     def ops(self) -> tuple[PreparedOp, ...]:
         """The prepared ops in execution order: kind, options, kernel params, shapes, MACs."""
         return tuple(self._runner.steps)
@@ -360,7 +365,7 @@ class SignatureRunner:
             raise InputError(f"signature {self._signature.key!r} takes inputs {sorted(expected)}, got {sorted(inputs)}")
         interpreter = self._interpreter
         with interpreter.lock:  # one call, one run: no other thread's inputs in between
-            if not interpreter._runner.allocated:
+            if not interpreter.allocated:
                 interpreter.allocate_tensors()  # LiteRT's runner allocates by itself too
             for name, value in inputs.items():
                 interpreter.set_tensor(self._signature.inputs[name], value)

@@ -156,6 +156,8 @@ def segment(
         spec = model_spec(interpreter, None)
     batch = to_model_input(picture, spec.input_size, spec.input_dtype, spec.mean, spec.std)
     with interpreter.lock:  # set, invoke and get as one step, or another thread's image could slip in
+        if not interpreter.allocated:
+            interpreter.allocate_tensors()
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"], batch)
         interpreter.invoke()
         output = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]
