@@ -31,7 +31,8 @@ def conv2d(p: ConvParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) ->
     skipped, not multiplied by a zero of padding: they differ where a weight is Inf or NaN.
     """
     groups = x.shape[3] // w.shape[3]
-    convolve = _conv2d_group if has_finite_filter(p, w) else _conv2d_group_by_taps
+    one_product = has_finite_filter(p, w) and padding_fits(p.window, x.shape)
+    convolve = _conv2d_group if one_product else _conv2d_group_by_taps
     outputs = [
         convolve(p, x[..., g * w.shape[3] : (g + 1) * w.shape[3]], w_g)
         for g, w_g in enumerate(np.split(w, groups, axis=0))
@@ -40,6 +41,15 @@ def conv2d(p: ConvParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None) ->
     if b is not None:
         out += b
     return clamp(out, p.act_min, p.act_max)
+
+
+def padding_fits(win: Window, x_shape: tuple[int, ...]) -> bool:
+    """Whether the padded input is no larger than the patches it yields. A large dilation on a
+    small input (32767 on a 10x10 image) would otherwise pad it to gigabytes of zeros."""
+    padded_h = (win.out_h - 1) * win.stride_h + (win.filter_h - 1) * win.dilation_h + 1
+    padded_w = (win.out_w - 1) * win.stride_w + (win.filter_w - 1) * win.dilation_w + 1
+    patches = win.out_h * win.out_w * win.filter_h * win.filter_w
+    return max(padded_h, x_shape[1]) * max(padded_w, x_shape[2]) <= max(patches, x_shape[1] * x_shape[2])
 
 
 def _conv2d_group(p: ConvParams, x: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -345,3 +345,27 @@ def test_a_decompression_bomb_is_refused_before_decoding(tmp_path):
     code = subprocess.run([sys.executable, "-m", "npdeeplab", "segment", str(path), "--max-pixels", "-1"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert code.returncode == 2 and "--max-pixels must be 0 (no limit) or more" in code.stderr
+
+
+def test_a_huge_dilation_on_a_small_input_pads_nothing(litert):
+    """SAME padding for dilation 32767 would pad a 10x10 input to 65544x65544 in the NumPy conv."""
+    LiteRT, OpResolverType = litert
+    rng = np.random.default_rng(2)
+    g = GraphBuilder()
+    x = g.add_input("x", (1, 10, 10, 2))
+    w = g.add_constant("w", rng.standard_normal((3, 3, 3, 2)).astype(np.float32))
+    y = g.add_op("CONV_2D", [x, w, g.add_constant("b", np.zeros(3, np.float32))], padding="SAME",
+                 dilation_h_factor=32767, dilation_w_factor=32767)
+    g.mark_outputs(y)
+    content = g.to_bytes()
+    values = rng.standard_normal((1, 10, 10, 2)).astype(np.float32)
+    results = []
+    interpreters = [npdeeplab.Interpreter(model_content=content, backend=b) for b in BACKENDS]
+    interpreters.append(LiteRT(model_content=content, experimental_op_resolver_type=OpResolverType.BUILTIN_REF))
+    for it in interpreters:
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], values)
+        it.invoke()
+        results.append(it.get_tensor(it.get_output_details()[0]["index"]))
+    for result in results[:-1]:  # only the centre tap lands: a 1x1 convolution with the centre weights
+        np.testing.assert_allclose(result, results[-1], rtol=1e-5, atol=1e-6)

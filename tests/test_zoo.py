@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 from npdeeplab import zoo
 from npdeeplab.errors import ChecksumError, DownloadError, ModelNotFoundError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 FLOAT_MODEL = "deeplabv3_257_mv_gpu"
 QUANT_MODEL = "deeplabv3_mnv2_dm05_pascal_quant"  # the smaller file: used for the download tests
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -25,18 +25,10 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 @pytest.fixture(scope="session")
-def shared_models() -> Path:
-    """The directory with the shared models: $NPDEEPLAB_MODELS, else ../shared/models; skip (fail on CI) if none."""
-    value = os.environ.get("NPDEEPLAB_MODELS")
-    fallback = REPO_ROOT.parent / "shared" / "models"
-    candidates = [Path(p) for p in value.split(os.pathsep) if p] if value else [fallback]
-    for directory in candidates:
-        if (directory / f"{FLOAT_MODEL}.tflite").is_file() and (directory / f"{QUANT_MODEL}.tflite").is_file():
-            return directory
-    message = f"shared models not found in {', '.join(map(str, candidates))}; set NPDEEPLAB_MODELS"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+def shared_models(shared_models_dir) -> Path:
+    """The shared models folder (absolute, from conftest), with the quantized model in it too."""
+    require((shared_models_dir / f"{QUANT_MODEL}.tflite").is_file(), f"{QUANT_MODEL}.tflite not found")
+    return shared_models_dir
 
 
 @pytest.fixture(autouse=True)
