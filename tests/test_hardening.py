@@ -165,6 +165,17 @@ def test_strided_slice_masks_that_address_more_axes_than_the_input_has():
         assert "the slice's masks address more axes than the input's 1 (shape [5])" in refused(content)
 
 
+def test_a_dimension_past_int32():
+    """An empty TILE input with a 2**31 - 1 axis, doubled: get_tensor_details raised OverflowError."""
+    g = GraphBuilder()
+    x = g.add_input("x", (1, 1, 1))
+    g.mark_outputs(g.add_op("TILE", [x, g.add_constant("multiples", np.array([1, 1, 2], np.int32))]))
+    shape = (0, 1, 2**31 - 1)
+    content = replaced(g.build(), tensors={0: {"shape": shape, "shape_signature": (-1, 1, 2**31 - 1)},
+                                           2: {"shape_signature": (-1, -1, -1)}})
+    assert "would have shape [0, 1, 4294967294], with a dimension over 2147483647" in refused(content)
+
+
 def test_a_signature_naming_a_tensor_out_of_range():
     model = conv().build()
     signature = SignatureDef("serving_default", 0, {"x": 0}, {"y": 999})

@@ -154,11 +154,17 @@ EMPTY_OK_KINDS = frozenset({
 })
 
 
+INT32_MAX = 2**31 - 1  # TFLite's dimensions are int32
+
+
 def check_activation(tensor: TensorInfo, where: str) -> None:
-    """Tensors computed at run time must be of a type the kernels compute in: float16 and complex
-    values are refused (float16 appears only as constant weights, for DEQUANTIZE)."""
+    """Tensors computed at run time must be of a type the kernels compute in (float16 and complex
+    values are refused: float16 appears only as constant weights, for DEQUANTIZE), with every
+    dimension an int32, as in TFLite (a TILE can multiply one past it)."""
     if tensor.dtype not in ACTIVATION_DTYPES:
         raise ModelError(f"{where} is {tensor.dtype.name}; npdeeplab computes in float32 and integer types")
+    if any(d > INT32_MAX for d in tensor.shape):
+        raise ModelError(f"{where} would have shape {list(tensor.shape)}, with a dimension over {INT32_MAX}")
 
 
 def _check_not_empty(op: OpNode, role: str, indices: tuple[int, ...], tensors: list[TensorInfo]) -> None:
