@@ -1,11 +1,13 @@
-"""The fuzz test: a derandomized budget of malformed and unusual models from tests/fuzzing.py (byte
-and structure mutations of the shared models and of builder-made single-op models), each run in a
-forked child with a memory limit and a timeout. A crash, a hang, an exception other than
+"""The fuzz test: a derandomized budget of malformed and unusual models from the fuzzer in tests/fuzz/
+(byte and structure mutations of the shared models and of builder-made single-op models), each run in
+a forked child with a memory limit and a timeout. A crash, a hang, an exception other than
 ModelError/InputError/ImageError, a mismatch between the backends or running out of memory fails
 the test, which lists the failure groups and the models saved for them.
 
 NPDEEPLAB_FUZZ_CASES sets the budget (default 300 cases, about 15 s on 2 cores). For a long
-campaign: NPDEEPLAB_FUZZ_CASES=50000 python tests/fuzzing.py --out /tmp/fuzz --progress 1000.
+campaign: NPDEEPLAB_FUZZ_CASES=50000 python tests/fuzz --out /tmp/fuzz --progress 1000; a saved
+failure: python tests/fuzz --replay /tmp/fuzz/<outcome>-0-<case>.tflite --input-seed <seed> (the .txt
+next to it has the command line).
 """
 
 from __future__ import annotations
@@ -14,18 +16,25 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
-import fuzzing
+import fuzz
 import numpy as np
 import pytest
+from fuzz.cases import STRATEGY_WEIGHTS, CaseGenerator
+from fuzz.check import compare_outputs
+from fuzz.cli import DEFAULT_CASES
+from fuzz.fields import field_map
+from fuzz.seeds import build_single_op_model, load_seed_files
+from fuzz.selftest import PROBES
 
 import npdeeplab
 from npdeeplab.model.writer import write_model
 from npdeeplab.ops import SUPPORTED_OPS
 
-FUZZER = Path(fuzzing.__file__)
-CASES = int(os.environ.get("NPDEEPLAB_FUZZ_CASES", fuzzing.DEFAULT_CASES))
+FUZZER = Path(fuzz.__file__).parent  # run as a folder: python tests/fuzz
+CASES = int(os.environ.get("NPDEEPLAB_FUZZ_CASES", DEFAULT_CASES))
 
 
 def run_fuzzer(*args: str, timeout: float) -> subprocess.CompletedProcess:
@@ -63,7 +72,7 @@ def test_the_harness_detects_crashes_hangs_exceptions_and_memory():
     timeout, a MemoryError under the memory limit, an exception and an exit without a result."""
     result = run_fuzzer("--self-test", timeout=120)
     probes = json.loads(result.stdout)
-    assert set(probes) == set(fuzzing.PROBES)
+    assert set(probes) == set(PROBES)
     for name, probe in probes.items():
         assert probe["outcome"] == probe["expected"], (name, probe)
     assert probes["crash"]["type"] == "SIGSEGV" and probes["abort"]["type"] == "SIGABRT"
@@ -74,21 +83,21 @@ def test_the_harness_detects_crashes_hangs_exceptions_and_memory():
 
 def test_float_outputs_compare_nan_positions_and_a_scaled_tolerance():
     a = np.array([1.0, np.nan, np.inf, 1000.0], np.float32)
-    assert fuzzing.compare_outputs([a], [a.copy()]) is None
-    assert "NaN positions" in fuzzing.compare_outputs([a], [np.array([1.0, 0.0, np.inf, 1000.0], np.float32)])
-    assert "+Inf positions" in fuzzing.compare_outputs([a], [np.array([1.0, np.nan, 3e38, 1000.0], np.float32)])
-    assert fuzzing.compare_outputs([a], [a + np.float32(0.09)]) is None  # 0.09 <= 1e-4 x 1000
-    assert "max |numba - numpy|" in fuzzing.compare_outputs([a], [a + np.float32(0.2)])
+    assert compare_outputs([a], [a.copy()]) is None
+    assert "NaN positions" in compare_outputs([a], [np.array([1.0, 0.0, np.inf, 1000.0], np.float32)])
+    assert "+Inf positions" in compare_outputs([a], [np.array([1.0, np.nan, 3e38, 1000.0], np.float32)])
+    assert compare_outputs([a], [a + np.float32(0.09)]) is None  # 0.09 <= 1e-4 x 1000
+    assert "max |numba - numpy|" in compare_outputs([a], [a + np.float32(0.2)])
     ints = np.arange(4, dtype=np.int32)
-    assert "1 of 4 elements differ" in fuzzing.compare_outputs([ints], [ints + np.array([0, 0, 1, 0], np.int32)])
-    assert "numpy int32[4], numba int64[4]" in fuzzing.compare_outputs([ints], [ints.astype(np.int64)])
+    assert "1 of 4 elements differ" in compare_outputs([ints], [ints + np.array([0, 0, 1, 0], np.int32)])
+    assert "numpy int32[4], numba int64[4]" in compare_outputs([ints], [ints.astype(np.int64)])
 
 
 @pytest.mark.parametrize("kind", SUPPORTED_OPS)
 def test_every_supported_op_has_a_seed_builder_making_models_that_run(kind):
     for seed in range(3):
-        notes = fuzzing.Counter()
-        model = fuzzing.build_single_op_model(np.random.default_rng([seed, 7]), kind, notes)
+        notes = Counter()
+        model = build_single_op_model(np.random.default_rng([seed, 7]), kind, notes)
         if notes:  # the engine's preparer failed while the builder used it: the fuzz cases report that
             continue
         interpreter = npdeeplab.Interpreter(model_content=write_model(model), backend="numpy")
@@ -96,18 +105,18 @@ def test_every_supported_op_has_a_seed_builder_making_models_that_run(kind):
 
 
 def test_cases_are_deterministic_and_the_mix_covers_every_strategy(shared_models_dir):
-    seeds = fuzzing.load_seed_files(shared_models_dir)
-    first, second = fuzzing.CaseGenerator(seeds, 3), fuzzing.CaseGenerator(seeds, 3)
+    seeds = load_seed_files(shared_models_dir)
+    first, second = CaseGenerator(seeds, 3), CaseGenerator(seeds, 3)
     cases = [first.make(n) for n in range(150)]
     for case in cases[:40]:
         again = second.make(case.number)
         assert (again.data, again.description, again.input_seed) == (case.data, case.description, case.input_seed)
-    assert {case.strategy for case in cases} == set(fuzzing.STRATEGY_WEIGHTS)
+    assert {case.strategy for case in cases} == set(STRATEGY_WEIGHTS)
     assert not [case.skipped for case in cases if case.skipped]
 
 
 def test_the_field_map_finds_real_flatbuffer_fields(seed_model_path):
-    labels = {f.label for f in fuzzing.field_map(seed_model_path.read_bytes())}
+    labels = {f.label for f in field_map(seed_model_path.read_bytes())}
     for label in ("model.subgraphs[0].tensors[0].shape[0]", "model.subgraphs[0].tensors[0] vtable slot 6",
                   "model.subgraphs[0].operators[0].inputs length", "model.buffers[1].data length",
                   "model.subgraphs[0].operators[0].builtin_options vtable slot 4"):
