@@ -1,0 +1,127 @@
+"""The integer primitives against values worked out by hand from TFLite's and gemmlowp's C code."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from npdeeplab.kernels.fixed_point import (
+    INT32_MAX,
+    INT32_MIN,
+    multiply_by_quantized_multiplier,
+    quantize_multiplier,
+    quantize_value,
+    quantized_activation_range,
+    round_half_away,
+    rounding_divide_by_pot,
+    saturating_rounding_doubling_high_mul,
+    truncating_divide_by_pot,
+    wrap_int32,
+)
+
+int32s = st.integers(INT32_MIN, INT32_MAX)
+
+
+@pytest.mark.parametrize("real, expected", [
+    (0.0, (0, 0)),
+    (1.0, (1 << 30, 1)),  # frexp(1) = 0.5 * 2**1
+    (0.5, (1 << 30, 0)),
+    (0.75, (3 << 29, 0)),
+    (2.0**-31, (1 << 30, -30)),
+    (2.0**-32, (1 << 30, -31)),  # the smallest shift kept
+    (2.0**-33, (0, 0)),  # shift -32: flushed to zero
+    (1 - 2.0**-40, (1 << 30, 1)),  # q * 2**31 rounds to 2**31: halved, shift + 1
+    (3.0, (3 << 29, 2)),
+])
+def test_quantize_multiplier(real, expected):
+    assert quantize_multiplier(real) == expected
+
+
+@given(st.floats(min_value=2.0**-31, max_value=2.0**20, allow_nan=False))
+def test_quantize_multiplier_represents_the_real(real):
+    multiplier, shift = quantize_multiplier(real)
+    assert 1 << 30 <= multiplier < 1 << 31
+    assert math.isclose(multiplier * 2.0 ** (shift - 31), real, rel_tol=2.0**-30)
+
+
+def test_srdhm_edge_cases():
+    a = np.array([INT32_MIN, INT32_MAX, INT32_MIN, -1, 1, -(1 << 30), 3 << 29, -(3 << 29), 0])
+    b = np.array([INT32_MIN, INT32_MAX, INT32_MAX, 1 << 30, 1 << 30, 1, 1 << 30, 1 << 30, INT32_MIN])
+    expected = [
+        INT32_MAX,  # the one overflowing product saturates
+        INT32_MAX - 1,  # (2**31-1)**2 / 2**31 = 2**31 - 2 + 0.5 + 2**-31: (p + 2**30) / 2**31 truncates to 2**31 - 2
+        -INT32_MAX,  # -2**31 * (2**31-1) / 2**31 = -(2**31-1) exactly
+        0,  # -2**30 / 2**31 = -0.5: (p + 1 - 2**30) / 2**31 = -0.99999..., truncated to 0
+        1,  # +0.5 rounds up
+        0,  # -2**30 / 2**31 again, operands swapped
+        3 << 28,  # exact: 3 * 2**29 * 2**30 / 2**31
+        -(3 << 28),
+        0,
+    ]
+    np.testing.assert_array_equal(saturating_rounding_doubling_high_mul(a, b), expected)
+
+
+@pytest.mark.parametrize("x, exponent, expected", [
+    (5, 0, 5), (-5, 0, -5),  # exponent 0 is the identity
+    (3, 1, 2), (-3, 1, -2),  # 1.5 -> 2 and -1.5 -> -2: halves away from zero
+    (5, 2, 1), (-5, 2, -1),  # 1.25 -> 1, -1.25 -> -1
+    (6, 2, 2), (-6, 2, -2),  # 1.5, -1.5
+    (7, 2, 2), (-7, 2, -2),  # 1.75 -> 2
+    (-1, 31, 0), (INT32_MIN, 31, -1), (INT32_MAX, 31, 1), (-(1 << 30), 31, -1),  # -0.5 -> -1
+])
+def test_rounding_divide_by_pot(x, exponent, expected):
+    assert int(rounding_divide_by_pot(x, exponent)) == expected
+
+
+def test_c_division_and_wrap_around():
+    np.testing.assert_array_equal(truncating_divide_by_pot(np.array([-3, 3, -4, -1]), 1), [-1, 1, -2, 0])
+    np.testing.assert_array_equal(wrap_int32(np.array([1 << 31, (1 << 32) + 5, INT32_MIN - 1])), [INT32_MIN, 5,
+                                                                                                   INT32_MAX])
+
+
+def test_multiply_by_quantized_multiplier():
+    half = (1 << 30, 0)  # 0.5
+    assert int(multiply_by_quantized_multiplier(3, *half)) == 2  # 1.5 -> 2
+    assert int(multiply_by_quantized_multiplier(-3, *half)) == -1  # -1.5 -> -1: SRDHM's tie goes up, then exact
+    m, shift = quantize_multiplier(0.25)
+    assert shift == -1 and int(multiply_by_quantized_multiplier(-6, m, shift)) == -2  # -1.5 -> -2 in RDBPOT
+    m, shift = quantize_multiplier(3.0)  # shift 2: x * 4 first
+    assert int(multiply_by_quantized_multiplier(100, m, shift)) == 300
+    assert int(multiply_by_quantized_multiplier(1 << 30, m, shift)) == 0  # 2**30 * 4 wraps to 0 in int32, as in C
+    halves = np.array([1 << 30, 1 << 30])
+    per_channel = multiply_by_quantized_multiplier(np.array([[10, 10]]), halves, np.array([0, -1]))
+    np.testing.assert_array_equal(per_channel, [[5, 3]])  # 10 * 0.5 and 10 * 0.25 = 2.5 -> 3
+
+
+@given(int32s, st.integers(1 << 30, INT32_MAX), st.integers(-31, 0))
+def test_multiply_by_quantized_multiplier_matches_exact_arithmetic(x, multiplier, shift):
+    """Against Python's exact integers, following the C code's two roundings step by step."""
+    product = x * multiplier
+    nudge = (1 << 30) if product >= 0 else 1 - (1 << 30)
+    high = int((product + nudge) / (1 << 31)) if abs(product) < 1 << 52 else _c_div(product + nudge, 1 << 31)
+    exponent = -shift
+    mask = (1 << exponent) - 1
+    expected = (high >> exponent) + ((high & mask) > (mask >> 1) + (high < 0))
+    assert int(multiply_by_quantized_multiplier(x, multiplier, shift)) == expected
+
+
+def _c_div(a: int, b: int) -> int:
+    return a // b if a >= 0 else -((-a) // b)
+
+
+def test_round_half_away_is_exact():
+    x = np.array([0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 0.49999997, -0.49999997, 0.0], np.float32)
+    np.testing.assert_array_equal(round_half_away(x), [1, -1, 2, -2, 3, -3, 0, 0, 0])
+
+
+def test_quantized_activation_ranges():
+    assert quantized_activation_range("NONE", 0.1, 10, np.uint8) == (0, 255)
+    assert quantized_activation_range("RELU", 0.1, 10, np.uint8) == (10, 255)
+    assert quantized_activation_range("RELU6", 0.1, 10, np.uint8) == (10, 70)
+    assert quantized_activation_range("RELU6", 0.01, -128, np.int8) == (-128, 127)  # Q(6) = 472 clamps
+    assert quantized_activation_range("RELU_N1_TO_1", 0.5, 0, np.int8) == (-2, 2)
+    assert quantize_value(0.25, 0.5, 0) == 1  # 0.5 rounds away from zero
