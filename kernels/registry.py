@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from npdeeplab.kernels import activation, conv, elementwise, pool, reduce, resize, shape
+from npdeeplab.kernels.integer import INTEGER_KERNELS
 
 NUMPY_KERNELS: dict[str, Callable] = {
     "conv2d": conv.conv2d,
@@ -31,4 +32,5 @@ NUMPY_KERNELS: dict[str, Callable] = {
     "tanh": activation.tanh,
     "logistic": activation.logistic,
     "softmax": activation.softmax,
+    **INTEGER_KERNELS,
 }

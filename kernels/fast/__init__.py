@@ -15,7 +15,7 @@ import numba  # fail here, with ImportError, where Numba is missing
 import numpy as np
 
 from npdeeplab.kernels import activation
-from npdeeplab.kernels.fast import conv, elementwise, pool, reduce, resize, shape
+from npdeeplab.kernels.fast import conv, elementwise, integer, pool, reduce, resize, shape
 
 NUMBA_KERNELS: dict[str, Callable] = {
     "conv2d": conv.conv2d,
@@ -38,13 +38,14 @@ NUMBA_KERNELS: dict[str, Callable] = {
     # tanh and logistic: NumPy's ufuncs are already a single vectorised pass.
     "tanh": activation.tanh,
     "logistic": activation.logistic,
+    **integer.INTEGER_KERNELS,
 }
 
 
 def jitted_functions() -> list:
     """Every Numba dispatcher of this backend that Python calls (helpers inlined into them have
     no cache entry of their own)."""
-    modules = (conv, elementwise, pool, reduce, resize)
+    modules = (conv, elementwise, pool, reduce, resize, *integer.MODULES)
     return [
         f
         for m in modules
@@ -90,9 +91,11 @@ def warm_up() -> None:
     reduce.mean(ReduceParams((1, 2), True), x)
     for dtype in (np.int32, np.int64):
         reduce.arg_max(ArgParams(3, np.dtype(dtype)), x)
+    for module in integer.MODULES:
+        module.warm_up()
 
 # Kernels that write into a caller's buffer when given `out=`.
 ACCEPTS_OUT = frozenset(
     {"conv2d", "depthwise_conv2d", "average_pool2d", "max_pool2d", "resize_bilinear", "resize_nearest_neighbor",
      "add", "sub", "mul", "relu", "relu6", "relu_n1_to_1", "softmax", "arg_max", "arg_min", "concatenation"}
-)
+) | integer.ACCEPTS_OUT

@@ -39,14 +39,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def list_ops(as_json: bool) -> int:
-    from npdeeplab.ops import SUPPORTED_OPS
-    from npdeeplab.runtime.graph import RAW_VALUE_KINDS
+    from npdeeplab.ops import SUPPORTED_OPS, SUPPORTED_QUANTIZED_OPS
+    from npdeeplab.ops.base import RAW_VALUE_KINDS
 
+    quantized = sorted({*SUPPORTED_QUANTIZED_OPS, *(set(RAW_VALUE_KINDS) & set(SUPPORTED_OPS))})
     if as_json:
-        print(json.dumps({"ops": list(SUPPORTED_OPS), "on_quantized_tensors": sorted(RAW_VALUE_KINDS)}, indent=2))
+        print(json.dumps({"ops": list(SUPPORTED_OPS), "quantized": quantized}, indent=2))
         return 0
-    print(f"npdeeplab runs {len(SUPPORTED_OPS)} op kinds on float32 tensors (index and shape ops also on int32/int64):")
-    for kind in SUPPORTED_OPS:
-        note = "  (also on quantized uint8/int8 tensors: raw values)" if kind in RAW_VALUE_KINDS else ""
-        print(f"  {kind}{note}")
+    print(f"npdeeplab runs {len(SUPPORTED_OPS)} op kinds on float32 tensors (index and shape ops also on int32/int64),")
+    print(f"{len(quantized)} of them also on quantized uint8/int8 tensors (marked q):")
+    for kind in sorted({*SUPPORTED_OPS, *SUPPORTED_QUANTIZED_OPS}):
+        print(f"  {kind}{'  q' if kind in quantized else ''}")
     return 0

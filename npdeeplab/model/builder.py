@@ -34,7 +34,7 @@ from npdeeplab.errors import ModelError
 from npdeeplab.model.ir import Model, OpNode, Quantization, SignatureDef, Subgraph, TensorInfo
 from npdeeplab.model.options import OPTIONS_FOR_KIND
 from npdeeplab.model.writer import save_model, write_model
-from npdeeplab.ops import PREPARERS, OpContext
+from npdeeplab.ops import OpContext, preparer_for
 
 # The options table each op kind carries in converted models (kinds not listed take none).
 
@@ -224,8 +224,6 @@ class GraphBuilder:
     ) -> tuple[list[tuple[int, ...]], list[np.dtype]]:
         if shape is not None and dtype is not None:
             return [tuple(shape)], [np.dtype(dtype)]
-        if kind not in PREPARERS:
-            raise ModelError(f"npdeeplab cannot infer the output of {kind}: give output_shape and output_dtype")
         # Prepare the op against the tensors so far plus a provisional output (preparers may read
         # its quantization, e.g. PAD's fill value); its shape and dtype are what we are after.
         first = self.tensors[inputs[0]] if inputs and inputs[0] != -1 else None
@@ -238,7 +236,11 @@ class GraphBuilder:
             quantization=as_quantization(quantization),
         )
         op = OpNode(len(self.ops), kind, version, inputs, (provisional.index,), options)
-        prepared = PREPARERS[kind](OpContext(op, [*self.tensors, provisional]))
+        tensors = [*self.tensors, provisional]
+        preparer = preparer_for(op, tensors)
+        if preparer is None:
+            raise ModelError(f"npdeeplab cannot infer the output of {kind}: give output_shape and output_dtype")
+        prepared = preparer(OpContext(op, tensors))
         shapes = [tuple(shape)] if shape is not None else list(prepared.output_shapes)
         dtypes = [np.dtype(dtype)] if dtype is not None else list(prepared.output_dtypes)
         return shapes, dtypes

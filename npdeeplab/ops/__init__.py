@@ -1,8 +1,12 @@
 """Op preparers by kind. Importing this package registers every supported op."""
 
-from npdeeplab.ops import conv, elementwise, reduce, shape  # noqa: F401  (registration)
-from npdeeplab.ops.base import PREPARERS, OpContext, PreparedOp
+from npdeeplab.ops import conv, elementwise, quantized, reduce, shape  # noqa: F401  (registration)
+from npdeeplab.ops.base import PREPARERS, QUANTIZED_PREPARERS, OpContext, PreparedOp, preparer_for
 
 SUPPORTED_OPS = tuple(sorted(PREPARERS))
+SUPPORTED_QUANTIZED_OPS = tuple(sorted(QUANTIZED_PREPARERS))
 
-__all__ = ["PREPARERS", "SUPPORTED_OPS", "OpContext", "PreparedOp"]
+__all__ = [
+    "PREPARERS", "QUANTIZED_PREPARERS", "SUPPORTED_OPS", "SUPPORTED_QUANTIZED_OPS", "OpContext", "PreparedOp",
+    "preparer_for",
+]

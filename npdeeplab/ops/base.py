@@ -33,18 +33,44 @@ class PreparedOp:
 
 
 Preparer = Callable[["OpContext"], PreparedOp]
-PREPARERS: dict[str, Preparer] = {}
+PREPARERS: dict[str, Preparer] = {}  # float32 (and index or shape) ops
+QUANTIZED_PREPARERS: dict[str, Preparer] = {}  # ops on quantized uint8/int8/int16 tensors
+QUANTIZED_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.int16))
+# Ops whose float preparer also serves quantized tensors: they move or compare raw values, which
+# is exact whatever the scale (where input and output quantization agree; CONCATENATION and PAD
+# check that themselves).
+RAW_VALUE_KINDS = frozenset({
+    "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "CONCATENATION", "PAD", "SLICE", "STRIDED_SLICE", "TILE", "TRANSPOSE",
+    "ARG_MAX", "ARG_MIN", "RESIZE_NEAREST_NEIGHBOR",
+})
 
 
-def register(*kinds: str) -> Callable[[Preparer], Preparer]:
-    """Register a preparer for one or more op kinds (BuiltinOperator names)."""
+def register(*kinds: str, quantized: bool = False) -> Callable[[Preparer], Preparer]:
+    """Register a preparer for one or more op kinds (BuiltinOperator names); quantized=True for the
+    preparer of the kinds' quantized form, chosen when the op touches a quantized integer tensor."""
 
     def decorate(function: Preparer) -> Preparer:
         for kind in kinds:
-            PREPARERS[kind] = function
+            (QUANTIZED_PREPARERS if quantized else PREPARERS)[kind] = function
         return function
 
     return decorate
+
+
+def is_quantized(op: OpNode, tensors: Sequence[TensorInfo]) -> bool:
+    """Whether the op reads or writes a quantized integer tensor (uint8, int8, int16 with a scale)."""
+    touched = [tensors[i] for i in (*op.inputs, *op.outputs) if i != -1]
+    return any(t.dtype in QUANTIZED_DTYPES and t.quantization is not None for t in touched)
+
+
+def preparer_for(op: OpNode, tensors: Sequence[TensorInfo]) -> Preparer | None:
+    """The preparer for this op: its kind's quantized one when it touches quantized tensors (or the
+    float one, for kinds that only move raw values), else the float one; None if there is none."""
+    if is_quantized(op, tensors):
+        if op.kind in QUANTIZED_PREPARERS:
+            return QUANTIZED_PREPARERS[op.kind]
+        return PREPARERS.get(op.kind) if op.kind in RAW_VALUE_KINDS else None
+    return PREPARERS.get(op.kind)
 
 
 class OpContext:

@@ -10,37 +10,33 @@ import numpy as np
 from npdeeplab.errors import ModelError
 from npdeeplab.model.ir import OpNode, Subgraph, TensorInfo
 from npdeeplab.model.options import OPTIONS_FOR_KIND, OPTIONS_REQUIRED
-from npdeeplab.ops import PREPARERS, OpContext, PreparedOp
+from npdeeplab.ops import OpContext, PreparedOp, preparer_for
+from npdeeplab.ops.base import QUANTIZED_DTYPES, is_quantized
 
-# Ops npdeeplab runs on quantized integer tensors today: they move or compare raw values.
-RAW_VALUE_KINDS = frozenset({
-    "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "CONCATENATION", "PAD", "SLICE", "STRIDED_SLICE", "TILE", "TRANSPOSE",
-    "ARG_MAX", "ARG_MIN", "RESIZE_NEAREST_NEIGHBOR",
-})
-QUANTIZED_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.int16))
 LISTED_INDICES = 3  # op indices named per kind in an error before "… and N more"
 
 
 def check_supported(graph: Subgraph) -> None:
-    """One ModelError, one line, naming what npdeeplab cannot run: the model's quantized
-    arithmetic, or every unsupported op kind with (the first few of) its op indices."""
-    numerics = model_numerics(graph)
-    quantized = quantized_arithmetic(graph)
-    if quantized:
-        raise ModelError(
-            f"{numerics} model: npdeeplab does not run quantized arithmetic yet: {listing(quantized)}; "
-            "`npdeeplab inspect` shows its graph"
-        )
+    """One ModelError, one line, listing every op kind npdeeplab cannot run (quantized ones named
+    with their type: "SOFTMAX on uint8") with (the first few of) its op indices."""
     missing: dict[str, list[int]] = {}
     for op in graph.ops:
-        if op.kind not in PREPARERS:
-            missing.setdefault(op.kind, []).append(op.index)
+        if preparer_for(op, graph.tensors) is None:
+            missing.setdefault(_kind_label(op, graph), []).append(op.index)
     if missing:
+        numerics = model_numerics(graph)
         prefix = f"{numerics} model: " if numerics != "float32" else ""
         raise ModelError(
             f"{prefix}the model uses {len(missing)} op kind{'s' if len(missing) > 1 else ''} npdeeplab does not "
             f"support: {listing(missing)}; `npdeeplab inspect --ops` lists the supported ones"
         )
+
+
+def _kind_label(op: OpNode, graph: Subgraph) -> str:
+    if not is_quantized(op, graph.tensors):
+        return op.kind
+    dtypes = [graph.tensors[i].dtype for i in (*op.inputs, *op.outputs) if i != -1]
+    return f"{op.kind} on {next(d for d in dtypes if d in QUANTIZED_DTYPES).name}"
 
 
 def model_numerics(graph: Subgraph) -> str:
@@ -53,18 +49,6 @@ def model_numerics(graph: Subgraph) -> str:
     if any(t.dtype == np.float16 and t.is_constant for t in activations):
         return "float16-weight"
     return "float32"
-
-
-def quantized_arithmetic(graph: Subgraph) -> dict[str, list[int]]:
-    """Ops (by kind) that compute on quantized integer tensors, which npdeeplab cannot do yet."""
-    found: dict[str, list[int]] = {}
-    for op in graph.ops:
-        if op.kind in RAW_VALUE_KINDS:
-            continue
-        touched = [graph.tensors[i] for i in (*op.inputs, *op.outputs) if i != -1]
-        if any(t.dtype in QUANTIZED_DTYPES and t.quantization is not None and not t.is_constant for t in touched):
-            found.setdefault(op.kind, []).append(op.index)
-    return found
 
 
 def listing(ops_by_kind: Mapping[str, list[int]]) -> str:
@@ -103,7 +87,7 @@ def prepare_graph(
         _check_inputs_ready(op, tensors, ready)
         _check_outputs_fresh(op, tensors, ready)
         _check_not_empty(op, "input", op.inputs, tensors)
-        step = PREPARERS[op.kind](OpContext(with_options(op), tensors))
+        step = preparer_for(op, tensors)(OpContext(with_options(op), tensors))
         if len(step.output_shapes) != len(op.outputs):
             raise ModelError(f"{op.describe()}: expected {len(step.output_shapes)} outputs, got {len(op.outputs)}")
         for position, (index, shape, dtype) in enumerate(

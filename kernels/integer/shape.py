@@ -1,0 +1,5 @@
+"""Quantized kernels: shape (to be filled)."""
+
+from collections.abc import Callable
+
+KERNELS: dict[str, Callable] = {}

@@ -1,0 +1,1 @@
+"""Quantized preparers: activation (to be filled)."""

@@ -1,0 +1,1 @@
+"""Quantized preparers: conv (to be filled)."""

@@ -1,0 +1,1 @@
+"""Quantized preparers: elementwise (to be filled)."""

@@ -1,0 +1,1 @@
+"""Quantized preparers: pool (to be filled)."""

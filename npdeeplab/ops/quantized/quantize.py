@@ -1,0 +1,1 @@
+"""Quantized preparers: quantize (to be filled)."""

@@ -1,0 +1,1 @@
+"""Quantized preparers: reduce (to be filled)."""

@@ -1,0 +1,1 @@
+"""Quantized preparers: resize (to be filled)."""

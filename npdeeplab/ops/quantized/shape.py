@@ -1,0 +1,1 @@
+"""Quantized preparers: shape (to be filled)."""
