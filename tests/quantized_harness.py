@@ -75,10 +75,11 @@ def check(model: GraphBuilder | Any, inputs: Sequence[np.ndarray]) -> list[np.nd
             if not np.array_equal(ours, theirs):
                 differ = np.flatnonzero(ours.reshape(-1) != theirs.reshape(-1))
                 first = int(differ[0])
+                gap = np.abs(ours.astype(np.float64) - theirs.astype(np.float64)).max()
                 pytest.fail(
                     f"{backend}: {differ.size} of {ours.size} elements differ from LiteRT REF, the first at flat "
-                    f"index {first}: ours {ours.reshape(-1)[first]}, LiteRT {theirs.reshape(-1)[first]}; max |diff| "
-                    f"{np.abs(ours.astype(np.int64) - theirs.astype(np.int64)).max() if ours.dtype.kind in 'iu' else ''}"
+                    f"index {first}: ours {ours.reshape(-1)[first]}, LiteRT {theirs.reshape(-1)[first]}; "
+                    f"max |diff| {gap}"
                 )
     return expected
 
