@@ -20,6 +20,7 @@ from npdeeplab.model.ir import Model, OpNode, Subgraph, TensorInfo
 from npdeeplab.model.loader import load_model
 from npdeeplab.ops import PreparedOp
 from npdeeplab.runtime.backends import kernel_table, out_kernels, resolve_backend
+from npdeeplab.runtime.fold import fold_float16_weights
 from npdeeplab.runtime.graph import prepare_graph
 from npdeeplab.runtime.plan import MemoryPlan, check_memory, plan_memory
 from npdeeplab.runtime.threads import thread_limits
@@ -56,7 +57,7 @@ class GraphRunner:
         preserve_all_tensors: bool = False,
         max_memory: int | None = None,
     ) -> None:
-        self.graph = graph
+        self.graph, self.folded_ops = fold_float16_weights(graph)
         self.kernels = kernels
         self.writes_into = writes_into
         self.preserve_all_tensors = preserve_all_tensors
@@ -208,7 +209,7 @@ class Interpreter:
                 "operand_types": [tensors[i].dtype.type for i in op.inputs if i != -1],
                 "result_types": [tensors[i].dtype.type for i in op.outputs if i != -1],
             }
-            for op in self._runner.graph.ops
+            for op in self.model.main.ops  # all of them, those folded at load included, as LiteRT lists them
         ]
 
     def set_tensor(self, tensor_index: int, value: Any) -> None:
@@ -288,6 +289,11 @@ class Interpreter:
     def allocated(self) -> bool:
         """Whether allocate_tensors() has run since the interpreter was made or last resized."""
         return self._runner.allocated
+
+    @property
+    def folded_ops(self) -> tuple[int, ...]:
+        """Indices of the ops done once at load (DEQUANTIZE of float16 weights), not at invoke."""
+        return self._runner.folded_ops
 
     @property
     def ops(self) -> tuple[PreparedOp, ...]:

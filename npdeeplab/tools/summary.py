@@ -17,6 +17,7 @@ from npdeeplab.errors import ModelError
 from npdeeplab.model.ir import Model, OpNode, TensorInfo
 from npdeeplab.model.loader import load_model
 from npdeeplab.ops.conv import convolution_macs
+from npdeeplab.runtime.fold import is_float16_weight_dequantize
 from npdeeplab.runtime.graph import model_numerics
 from npdeeplab.runtime.interpreter import Interpreter
 
@@ -59,6 +60,7 @@ class ModelSummary:
     metadata: list[str] = field(default_factory=list)
     problem: str | None = None  # why the ops could not be prepared (shapes are then the declared ones)
     numerics: str = "float32"  # "uint8-quantized", "int8-quantized", "float16-weight"...
+    float16_weights: int = 0  # weight tensors stored as float16 (DEQUANTIZE of a constant)
 
     @property
     def parameters(self) -> int:
@@ -92,6 +94,9 @@ class ModelSummary:
             f"parameters  {_count(self.parameters)} ({self.parameter_bytes / 1e6:.2f} MB)",
             f"MACs        {_count(self.macs)} per inference",
         ]
+        if self.float16_weights:
+            count = self.float16_weights
+            lines.append(f"float16     {count} weight tensors stored as float16, widened to float32 once at load")
         if self.peak_activation_bytes is not None:
             lines.append(f"activations {self.peak_activation_bytes / 1e6:.2f} MB at peak, buffers shared by lifetime")
         for title, rows in (("inputs", self.inputs), ("outputs", self.outputs)):
@@ -149,8 +154,17 @@ def summarize(model: str | os.PathLike | Model | Interpreter) -> ModelSummary:
         except ModelError as error:
             return _declared_summary(ir, sha, str(error))
     tensors = interpreter.tensors
-    rows = [_row(step.op, tensors, step.macs) for step in interpreter.ops]
+    prepared = {step.op.index: step for step in interpreter.ops}
+    rows = [
+        _row(op, tensors, prepared[op.index].macs) if op.index in prepared else _folded_row(op, tensors)
+        for op in ir.main.ops
+    ]
     return _summary(ir, sha, rows, tensors, interpreter.memory_plan.peak_bytes, None)
+
+
+def _folded_row(op: OpNode, tensors: Any) -> OpRow:
+    """An op done once at load (DEQUANTIZE of float16 weights): shown, marked, costing nothing per run."""
+    return dataclasses.replace(_row(op, tensors, 0), options="float16 weights, folded at load")
 
 
 def _declared_summary(ir: Model, sha: str | None, problem: str) -> ModelSummary:
@@ -179,7 +193,8 @@ def _summary(
     ir: Model, sha: str | None, rows: list[OpRow], tensors: Any, peak: int | None, problem: str | None
 ) -> ModelSummary:
     graph = ir.main
-    used = {i for op in graph.ops for i in op.inputs if i != -1 and tensors[i].is_constant}
+    stored = graph.tensors  # as the file holds them: float16 weights count at their stored size
+    used = {i for op in graph.ops for i in op.inputs if i != -1 and stored[i].is_constant}
     return ModelSummary(
         source=ir.source,
         sha256=sha,
@@ -187,7 +202,8 @@ def _summary(
         ops=rows,
         inputs=[_tensor_row(tensors[i]) for i in graph.inputs],
         outputs=[_tensor_row(tensors[i]) for i in graph.outputs],
-        parameter_bytes=sum(tensors[i].data.nbytes for i in used),
+        parameter_bytes=sum(stored[i].data.nbytes for i in used),
+        float16_weights=sum(1 for op in graph.ops if is_float16_weight_dequantize(op, list(stored))),
         peak_activation_bytes=peak,
         signatures=[s.key for s in ir.signatures],
         metadata=sorted(ir.metadata),
