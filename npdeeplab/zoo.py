@@ -50,6 +50,7 @@ class ModelEntry:
     output: str  # "logits" | "labels"
     labels: tuple[str, ...]
     licence: str
+    raw_pixels: bool = False  # an integer input fed the pixels 0..255 as they are, whatever its quantization
 
     @property
     def filename(self) -> str:
@@ -73,6 +74,7 @@ def _entry_from_json(data: dict, source: str) -> ModelEntry:
         output=str(data["output"]),
         labels=tuple(str(label) for label in data["labels"]),
         licence=str(data["licence"]),
+        raw_pixels=bool(data.get("raw_pixels", False)),
     )
     if f"{entry.name}.json" != source:
         raise RuntimeError(f"registry file {source} describes model {entry.name!r}; its name must match the file")

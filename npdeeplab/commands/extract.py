@@ -18,7 +18,8 @@ from npdeeplab.model.ir import Model
 from npdeeplab.model.loader import load_model
 from npdeeplab.model.writer import write_atomically, write_model
 from npdeeplab.runtime.inputs import random_inputs
-from npdeeplab.segmentation.images import load_image, to_model_input
+from npdeeplab.runtime.interpreter import Interpreter
+from npdeeplab.segmentation import model_input
 from npdeeplab.tools.extract import (
     Extraction,
     capture,
@@ -27,7 +28,7 @@ from npdeeplab.tools.extract import (
     parse_op_range,
     save_npz,
 )
-from npdeeplab.zoo import entry_for_path, registry, resolve_model
+from npdeeplab.zoo import resolve_model
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     data = write_model(part.model)
     arrays = None
     if args.dump_inputs is not None or args.random:
-        feeds = random_inputs(model, args.seed) if args.random else [image_input(args.dump_inputs, model, args.model)]
+        feeds = random_inputs(model, args.seed) if args.random else [image_input(args.dump_inputs, model)]
         captured = capture(model, feeds, [*part.source_inputs, *part.source_outputs], backend=args.backend)
         arrays = dumped_arrays(part, captured)
     write_atomically(args.output, data)  # only now: a failure above leaves no file behind
@@ -72,17 +73,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def image_input(image: Path, model: Model, name: str) -> np.ndarray:
-    """The model's input for an image, preprocessed as `segment` does: stretched to the input
-    size and normalised as the registry says ((pixel - 127.5) / 127.5 for other float models)."""
+def image_input(image: Path, model: Model) -> np.ndarray:
+    """The model's input for an image, preprocessed as `segment` does (size, normalisation,
+    quantization of integer inputs, from the registry entry or the input tensor)."""
     graph = model.main
     if len(graph.inputs) != 1 or len(graph.tensors[graph.inputs[0]].shape) != 4:
         raise InputError("--dump-inputs needs a model with one [1, H, W, C] image input; use --random")
-    tensor = graph.tensors[graph.inputs[0]]
-    entry = registry().get(name) or entry_for_path(name)
-    mean, std = (entry.mean, entry.std) if entry is not None else (127.5, 127.5)
-    value = to_model_input(load_image(image), tensor.shape[1:3], tensor.dtype, mean, std)
-    return value.reshape(tensor.shape)
+    return model_input(Interpreter(model=model, backend="numpy"), image)
 
 
 def _summary(part: Extraction, path: Path, size: int) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from npdeeplab.errors import ImageError
+from npdeeplab.kernels.fixed_point import round_half_away, saturate
 
 IMAGE_SUFFIXES = frozenset(
     suffix for suffix, name in Image.registered_extensions().items() if name in Image.OPEN
@@ -156,14 +157,21 @@ def to_model_input(
     dtype: str | np.dtype = "float32",
     mean: float = 127.5,
     std: float = 127.5,
+    quantization: tuple[float, int] | None = None,
 ) -> np.ndarray:
     """[1, h, w, 3]: the image stretched to the model's size with Pillow's bilinear filter (no
-    letterboxing, as the TFLite example app does), then (pixel - mean) / std for float inputs."""
+    letterboxing, as the TFLite example app does), then (pixel - mean) / std for float inputs; for
+    quantized integer inputs that real value is quantized with the input's (scale, zero point);
+    integer inputs without quantization take the pixels as they are."""
     height, width = size
     resized = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR, reducing_gap=None)
     pixels = np.asarray(resized)
     dtype = np.dtype(dtype)
+    if dtype.kind != "f" and quantization is None:
+        return pixels.astype(dtype)[None]
+    values = (pixels.astype(np.float32) - np.float32(mean)) / np.float32(std)
     if dtype.kind == "f":
-        values = (pixels.astype(np.float32) - np.float32(mean)) / np.float32(std)
         return values.astype(dtype)[None]
-    return pixels.astype(dtype)[None]
+    scale, zero_point = quantization
+    quantized = round_half_away(values / np.float32(scale)) + zero_point
+    return saturate(quantized, dtype)[None]

@@ -45,6 +45,18 @@ class ModelSpec:
     std: float
     output: str  # "logits" (argmax), "labels" (class ids), "probability" or "logit" (one foreground channel)
     labels: tuple[str, ...]
+    input_quantization: tuple[float, int] | None = None  # integer inputs: None feeds the pixels as they are
+    output_quantization: tuple[float, int] | None = None  # quantized scores, dequantized before they are read
+
+    def model_input(self, picture: Image.Image) -> np.ndarray:
+        return to_model_input(picture, self.input_size, self.input_dtype, self.mean, self.std, self.input_quantization)
+
+    def real_output(self, output: np.ndarray) -> np.ndarray:
+        """The model's scores as real numbers (quantized logits or probabilities dequantized)."""
+        if self.output_quantization is None:
+            return output
+        scale, zero_point = self.output_quantization
+        return (np.float32(scale) * (output.astype(np.float32) - np.float32(zero_point))).astype(np.float32)
 
     @property
     def reading(self) -> str:
@@ -154,13 +166,15 @@ def segment(
         interpreter, spec = load_segmenter(model, backend)
     else:
         spec = model_spec(interpreter, None)
-    batch = to_model_input(picture, spec.input_size, spec.input_dtype, spec.mean, spec.std)
+    batch = spec.model_input(picture)
     with interpreter.lock:  # set, invoke and get as one step, or another thread's image could slip in
         if not interpreter.allocated:
             interpreter.allocate_tensors()
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"], batch)
         interpreter.invoke()
         output = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]
+    if spec.output != "labels":
+        output = spec.real_output(output)
     return SegmentationResult(
         labels_at(output, spec, (picture.height, picture.width)),
         None if spec.output == "labels" else output,
@@ -207,15 +221,27 @@ def model_spec(interpreter: Interpreter, entry: Any) -> ModelSpec:
             f"a segmentation model outputs [1, H, W, classes] or [1, H, W]; this one gives {list(out_shape)}"
         )
     output = output_kind(interpreter, out_shape)
+    output_quantization = _quantization(outputs[0]) if output != "labels" else None
     if entry is not None:
-        return ModelSpec(entry.input_size, dtype, entry.mean, entry.std, entry.output, entry.labels)
+        input_quantization = None if entry.raw_pixels else _quantization(inputs[0])
+        return ModelSpec(entry.input_size, dtype, entry.mean, entry.std, entry.output, entry.labels,
+                         input_quantization, output_quantization)
     if output in ("probability", "logit"):
         labels = FOREGROUND_LABELS
     else:
         classes = out_shape[3] if output == "logits" else len(VOC_LABELS)
         labels = VOC_LABELS if classes == len(VOC_LABELS) else tuple(f"class_{i}" for i in range(classes))
-    mean, std = (127.5, 127.5) if dtype.kind == "f" else (0.0, 1.0)
-    return ModelSpec((shape[1], shape[2]), dtype, mean, std, output, labels)
+    input_quantization = _quantization(inputs[0])
+    mean, std = (127.5, 127.5) if dtype.kind == "f" or input_quantization else (0.0, 1.0)
+    return ModelSpec((shape[1], shape[2]), dtype, mean, std, output, labels, input_quantization, output_quantization)
+
+
+def _quantization(detail: dict) -> tuple[float, int] | None:
+    """(scale, zero point) of an integer tensor that is quantized, from LiteRT-style details."""
+    scale, zero_point = detail["quantization"]
+    if np.dtype(detail["dtype"]).kind not in "iu" or not scale:
+        return None
+    return float(scale), int(zero_point)
 
 
 def output_kind(interpreter: Interpreter, shape: tuple[int, ...]) -> str:
@@ -237,7 +263,7 @@ def model_input(interpreter: Interpreter, image: ImageSource | None = None, seed
         detail = interpreter.get_input_details()[0]
         return random_array(np.random.default_rng(seed), tuple(int(d) for d in detail["shape"]), detail["dtype"])
     spec = model_spec(interpreter, entry_for_path(interpreter.model.source))
-    return to_model_input(load_image(image), spec.input_size, spec.input_dtype, spec.mean, spec.std)
+    return spec.model_input(load_image(image))
 
 
 def upsampled_labels(
