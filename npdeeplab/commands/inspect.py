@@ -22,6 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="registry name or .tflite path")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("--ops", action="store_true", help="list the op kinds npdeeplab runs, and exit")
+    parser.add_argument("--tensors", action="store_true",
+                        help="also list every tensor: dtype, shape, constant or not, scale and zero point")
     parser.set_defaults(run=run)
 
 
@@ -35,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary.to_dict(), indent=2, default=str))
     else:
         print(summary.to_text())
+        if args.tensors:
+            print()
+            print(summary.tensors_text())
     return 0
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from npdeeplab.model.ir import TensorInfo
 from npdeeplab.runtime.interpreter import Interpreter, OpCall
 
 
@@ -35,8 +36,9 @@ class TraceRow:
     tensor: int
     shape: tuple[int, ...]
     dtype: str
-    stats: Stats
+    stats: Stats  # of the real values: quantized outputs are dequantized first
     ms: float
+    integer_range: tuple[int, int] | None = None  # min and max of a quantized output's integers
 
 
 @dataclass
@@ -47,17 +49,22 @@ class Trace:
     stopped_after: int | None = None
 
     def to_text(self) -> str:
+        quantized = any(r.integer_range is not None for r in self.rows)
         lines = [
             f"{'#':>3}  {'op':<20}{'output':<20}{'min':>10}{'max':>10}{'mean':>10}{'std':>10}"
-            f"{'zeros':>8}{'nan/inf':>8}{'ms':>8}"
+            f"{'zeros':>8}{'nan/inf':>8}{'ms':>8}" + (f"  {'integers':>10}" if quantized else "")
         ]
         for r in self.rows:
             s = r.stats
             shape = "[" + ",".join(map(str, r.shape)) + "]"
+            integers = f"  {f'[{r.integer_range[0]},{r.integer_range[1]}]':>10}" if r.integer_range else ""
             lines.append(
                 f"{r.index:>3}  {r.kind:<20}{shape:<20}{s.min:>10.4g}{s.max:>10.4g}{s.mean:>10.4g}{s.std:>10.4g}"
-                f"{100 * s.zeros:>7.1f}%{s.nonfinite:>8}{r.ms:>8.2f}"
+                f"{100 * s.zeros:>7.1f}%{s.nonfinite:>8}{r.ms:>8.2f}{integers}"
             )
+        if quantized:
+            lines.append("statistics of quantized outputs are of their real values, scale * (q - zero point); "
+                         "integers: their range as stored")
         total = sum(r.ms for r in self.rows)
         ending = f"stopped after op {self.stopped_after}" if self.stopped_after is not None else "all ops ran"
         lines.append(f"{len(self.rows)} ops, {total:.1f} ms in total; {ending}")
@@ -104,6 +111,16 @@ def statistics(array: np.ndarray) -> Stats:
     )
 
 
+def real_values(value: np.ndarray, tensor: TensorInfo) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """A quantized integer output as the real numbers it stands for, with its integer range; other
+    outputs as they are."""
+    q = tensor.quantization
+    if value.dtype.kind not in "iu" or q is None or q.scale.size != 1 or value.size == 0:
+        return value, None
+    real = np.float32(q.scale[0]) * (value.astype(np.float32) - np.float32(q.zero_point[0]))
+    return real, (int(value.min()), int(value.max()))
+
+
 class _Stop(Exception):
     pass
 
@@ -148,7 +165,9 @@ def trace(
         arrays = {f"input__t{d['index']}": v for d, v in zip(details, inputs, strict=True)}
     for call, value, ms in outputs:
         tensor = call.op.outputs[0]
-        rows.append(TraceRow(call.index, call.kind, tensor, value.shape, value.dtype.name, statistics(value), ms))
+        real, integers = real_values(value, interpreter.tensors[tensor])
+        rows.append(TraceRow(call.index, call.kind, tensor, value.shape, value.dtype.name, statistics(real), ms,
+                             integers))
         if keep_arrays:
             arrays[dump_key(call.index, call.kind, tensor)] = value
     return Trace(str(getattr(interpreter.model, "source", model)), rows, arrays, stopped)

@@ -43,6 +43,7 @@ class CompareRow:
     unit: str  # "ulp" or "lsb"
     cosine: float
     within: bool
+    off_by: tuple[int, int, int] | None = None  # integer outputs: elements off by 1, by 2, by more
 
 
 @dataclass
@@ -85,13 +86,16 @@ class Comparison:
             f"npdeeplab vs {self.reference} ({mode}); tolerance |a-b| <= {self.atol:g} + {self.rtol:g}*|b|",
             f"{'':2}{'#':>3}  {'op':<20}{'output':<18}{'max abs':>10}{'max rel':>10}{'ulp/lsb':>10}{'cosine':>12}",
         ]
+        if any(r.off_by is not None for r in self.rows):
+            lines[1] += f"  {'off by 1/2/>2 lsb':>18}"
         first = self.first_divergence
         for r in self.rows:
             mark = "!!" if r is first else (" !" if not r.within else "  ")
             shape = "[" + ",".join(map(str, r.shape)) + "]"
+            off_by = f"  {'/'.join(map(str, r.off_by)):>18}" if r.off_by is not None else ""
             lines.append(
                 f"{mark}{r.index:>3}  {r.kind:<20}{shape:<18}{r.max_abs:>10.3g}{r.max_rel:>10.3g}"
-                f"{r.max_units:>10.4g} {r.cosine:>11.8f}"
+                f"{r.max_units:>10.4g} {r.cosine:>11.8f}{off_by}"
             )
         lines += [f"note: {n}" for n in self.notes]
         lines.append(self.summary())
@@ -305,7 +309,14 @@ def _row(
     index: int, kind: str, name: str, ours: np.ndarray, theirs: np.ndarray, atol: float, rtol: float
 ) -> CompareRow:
     max_abs, max_rel, units, unit, cosine, within = measure(ours, theirs, atol, rtol)
-    return CompareRow(index, kind, name, tuple(ours.shape), max_abs, max_rel, units, unit, cosine, within)
+    off_by = lsb_counts(ours, theirs) if ours.dtype.kind in "iu" else None
+    return CompareRow(index, kind, name, tuple(ours.shape), max_abs, max_rel, units, unit, cosine, within, off_by)
+
+
+def lsb_counts(ours: np.ndarray, theirs: np.ndarray) -> tuple[int, int, int]:
+    """How many integer elements differ by exactly 1, exactly 2, and by more."""
+    gap = np.abs(ours.astype(np.int64) - theirs.astype(np.int64))
+    return int(np.count_nonzero(gap == 1)), int(np.count_nonzero(gap == 2)), int(np.count_nonzero(gap > 2))
 
 
 def _interpreter(model: str | os.PathLike | Model, backend: str | None) -> Interpreter:

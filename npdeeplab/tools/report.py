@@ -129,7 +129,8 @@ def _short(node: Node) -> str:
 
 
 def channel_strip(array: np.ndarray) -> str:
-    """The first channels of an NHWC output side by side, each scaled to its own min..max."""
+    """The first channels of an NHWC output side by side, each scaled to its own min..max (for a
+    quantized output that is the same picture as its dequantized values: the scaling is affine)."""
     x = np.asarray(array, dtype=np.float32)
     if x.ndim == 4:
         x = x[0]
@@ -264,14 +265,19 @@ def _ops_section(traced: Trace) -> str:
 
 
 def _compare_section(interpreter: Interpreter, path: Path, x: np.ndarray, traced: Trace) -> str:
+    from npdeeplab.runtime.graph import model_numerics
     from npdeeplab.runtime.trace import dump_key
     from npdeeplab.tools.comparison import compare_with_litert, litert_tensors
 
-    theirs = litert_tensors(path, [x], "litert")
-    comparison = compare_with_litert(interpreter, x, reference_model=path, reference_tensors=theirs)
+    # Quantized models are held against LiteRT's reference kernels, the ones npdeeplab matches
+    # bit for bit; its optimized integer kernels round differently.
+    reference = "litert-ref" if model_numerics(interpreter.model.main).endswith("quantized") else "litert"
+    theirs = litert_tensors(path, [x], reference)
+    comparison = compare_with_litert(interpreter, x, reference=reference, reference_model=path,
+                                     reference_tensors=theirs)
     last = traced.rows[-1]  # the op that writes the logits
     ours = traced.arrays[dump_key(last.index, last.kind, last.tensor)]
-    difference = np.abs(ours - theirs[last.tensor])
+    difference = np.abs(ours.astype(np.float64) - theirs[last.tensor].astype(np.float64))
     while difference.ndim > 2:
         difference = difference.max(axis=-1) if difference.ndim == 3 else difference[0]
     heat = heat_map(difference)

@@ -44,6 +44,7 @@ class TensorRow:
     shape: tuple[int, ...]
     dtype: str
     quantization: str
+    constant: bool = False
 
 
 @dataclass
@@ -56,6 +57,7 @@ class ModelSummary:
     outputs: list[TensorRow]
     parameter_bytes: int
     peak_activation_bytes: int | None
+    tensors: list[TensorRow] = field(default_factory=list)  # every tensor of subgraph 0, as the file declares it
     signatures: list[str] = field(default_factory=list)
     metadata: list[str] = field(default_factory=list)
     problem: str | None = None  # why the ops could not be prepared (shapes are then the declared ones)
@@ -112,6 +114,16 @@ class ModelSummary:
             lines.append(f"metadata    {', '.join(self.metadata)}")
         if self.problem:
             lines.append(f"runs        no, shapes as declared in the file: {self.problem}")
+        return "\n".join(lines)
+
+    def tensors_text(self) -> str:
+        """One row per tensor: index, dtype, shape, constant or not, quantization, name."""
+        lines = [f"{'#':>4}  {'dtype':<8}{'shape':<20}{'kind':<12}{'quantization':<58}name"]
+        for row in self.tensors:
+            kind = "constant" if row.constant else "activation"
+            lines.append(
+                f"{row.index:>4}  {row.dtype:<8}{_shape(row.shape):<20}{kind:<12}{row.quantization:<58}{row.name}"
+            )
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -202,6 +214,7 @@ def _summary(
         ops=rows,
         inputs=[_tensor_row(tensors[i]) for i in graph.inputs],
         outputs=[_tensor_row(tensors[i]) for i in graph.outputs],
+        tensors=[_tensor_row(t) for t in stored],
         parameter_bytes=sum(stored[i].data.nbytes for i in used),
         float16_weights=sum(1 for op in graph.ops if is_float16_weight_dequantize(op, list(stored))),
         peak_activation_bytes=peak,
@@ -291,10 +304,16 @@ def _tensor_row(tensor: TensorInfo) -> TensorRow:
     if q is None:
         quantization = "none"
     elif q.per_channel:
-        quantization = f"per channel ({q.scale.size} scales, axis {q.quantized_dimension})"
+        zero_points = sorted({int(z) for z in q.zero_point})
+        zeros = (f"zero point {zero_points[0]}" if len(zero_points) == 1
+                 else f"zero points {zero_points[0]}..{zero_points[-1]}")
+        quantization = (
+            f"per channel ({q.scale.size} scales {float(q.scale.min()):.3g}..{float(q.scale.max()):.3g}, {zeros}, "
+            f"axis {q.quantized_dimension})"
+        )
     else:
         quantization = f"scale {float(q.scale[0]):.6g}, zero point {int(q.zero_point[0])}"
-    return TensorRow(tensor.index, tensor.name, tensor.shape, tensor.dtype.name, quantization)
+    return TensorRow(tensor.index, tensor.name, tensor.shape, tensor.dtype.name, quantization, tensor.is_constant)
 
 
 def _shape(shape: tuple[int, ...]) -> str:
