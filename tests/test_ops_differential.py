@@ -877,8 +877,9 @@ def test_concatenation_rejects_fused_activation() -> None:
         run_npdeeplab(builder.build(), inputs, "numpy")
 
 
-def test_concatenation_of_differently_quantized_inputs_is_rejected() -> None:
-    """LiteRT requantizes uint8 inputs to the output's scale; npdeeplab copied raw bytes, now refuses."""
+def test_concatenation_of_differently_quantized_inputs_is_requantized() -> None:
+    """LiteRT requantizes uint8 inputs to the output's scale; npdeeplab copied raw bytes, then
+    refused, and now requantizes too (tests/test_quantized_shape.py covers it across scales)."""
     values = [np.arange(4, dtype=np.uint8).reshape(1, 2, 2, 1) * 50, np.full((1, 2, 2, 1), 7, np.uint8)]
     for second_scale in (0.25, 0.5):
         b = GraphBuilder()
@@ -892,8 +893,8 @@ def test_concatenation_of_differently_quantized_inputs_is_rejected() -> None:
             continue
         (litert,) = run_litert(b.to_bytes(), values, OpResolverType.BUILTIN_REF)
         assert litert[0, 0, 0, 1] == 8  # requantized: round_half_away((7 - 10) * 0.25 / 0.5) + 10
-        with pytest.raises(ModelError, match="requantize"):
-            run_npdeeplab(b.build(), values, "numpy")
+        for backend in BACKENDS:
+            np.testing.assert_array_equal(run_npdeeplab(b.build(), values, backend)[0], litert)
 
 
 def test_pad_fills_with_the_output_zero_point() -> None:

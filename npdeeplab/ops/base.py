@@ -36,9 +36,9 @@ Preparer = Callable[["OpContext"], PreparedOp]
 PREPARERS: dict[str, Preparer] = {}  # float32 (and index or shape) ops
 QUANTIZED_PREPARERS: dict[str, Preparer] = {}  # ops on quantized uint8/int8/int16 tensors
 QUANTIZED_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.int16))
-# Ops whose float preparer also serves quantized tensors: they move or compare raw values, which
-# is exact whatever the scale (where input and output quantization agree; CONCATENATION and PAD
-# check that themselves).
+# Ops whose float preparer also serves quantized tensors when no quantized preparer is registered:
+# they move or compare raw values, which is exact whatever the scale (the quantized preparers of
+# CONCATENATION, PAD and the reshapes check, or requantize, where the quantization differs).
 RAW_VALUE_KINDS = frozenset({
     "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "CONCATENATION", "PAD", "SLICE", "STRIDED_SLICE", "TILE", "TRANSPOSE",
     "ARG_MAX", "ARG_MIN", "RESIZE_NEAREST_NEIGHBOR",

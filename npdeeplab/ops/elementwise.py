@@ -10,7 +10,9 @@ from npdeeplab.kernels.resize import ResizeParams
 from npdeeplab.ops.base import FLOAT32, OpContext, PreparedOp, register
 
 ARITHMETIC_DTYPES = (FLOAT32, np.dtype(np.int32), np.dtype(np.int64))
-MAX_BROADCAST_RANK = 6
+# BroadcastBinaryOpSimple (reference/broadcast_loop.h) aborts the process above rank 8 when the
+# shapes differ (checked: rank 9 aborts for ADD, SUB and MUL); equal shapes run flat at any rank.
+MAX_BROADCAST_RANK = 8
 UNARY_KERNELS = {
     "RELU": "relu",
     "RELU6": "relu6",
@@ -29,7 +31,7 @@ def prepare_binary(ctx: OpContext) -> PreparedOp:
         shape = np.broadcast_shapes(a.shape, b.shape)
     except ValueError:
         ctx.fail(f"input shapes {list(a.shape)} and {list(b.shape)} do not broadcast")
-    if len(shape) > MAX_BROADCAST_RANK:
+    if a.shape != b.shape and len(shape) > MAX_BROADCAST_RANK:
         ctx.fail(f"broadcasting supports rank up to {MAX_BROADCAST_RANK}, got rank {len(shape)}")
     low, high = ctx.activation_range()
     return ctx.prepared(ctx.op.kind.lower(), BinaryParams(low, high), [a, b], shape, a.dtype)

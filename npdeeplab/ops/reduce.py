@@ -15,6 +15,7 @@ ARG_OUTPUT_DTYPES = {"INT32": np.dtype(np.int32), "INT64": np.dtype(np.int64)}
 def prepare_mean(ctx: OpContext) -> PreparedOp:
     ctx.expect_inputs(2)
     x = ctx.input(0)
+    ctx.input(1, dtypes=(np.dtype(np.int32),), constant=True)  # LiteRT refuses int64 axes for MEAN
     axes = sorted({normalize_axis(ctx, a, len(x.shape)) for a in ctx.constant_ints(1)})
     keep_dims = bool(ctx.options.keep_dims) if ctx.options is not None else False
     shape = tuple(
