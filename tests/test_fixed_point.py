@@ -125,3 +125,67 @@ def test_quantized_activation_ranges():
     assert quantized_activation_range("RELU6", 0.01, -128, np.int8) == (-128, 127)  # Q(6) = 472 clamps
     assert quantized_activation_range("RELU_N1_TO_1", 0.5, 0, np.int8) == (-2, 2)
     assert quantize_value(0.25, 0.5, 0) == 1  # 0.5 rounds away from zero
+
+
+# --- gemmlowp's fixed-point math (quantized SOFTMAX) ---------------------------------------------
+
+from npdeeplab.kernels.fixed_point import (  # noqa: E402  (appended section)
+    count_leading_zeros,
+    exp_on_negative_values,
+    get_reciprocal,
+    one_over_one_plus_x_for_x_in_0_1,
+    rounding_half_sum,
+    saturating_rounding_multiply_by_pot,
+)
+
+
+def test_saturating_rounding_multiply_by_pot():
+    x = np.array([3, -3, (1 << 29) - 1, 1 << 29, -(1 << 29), -(1 << 29) - 1, INT32_MAX, INT32_MIN])
+    # exponent 2: threshold 2**29 - 1; beyond it the result saturates
+    np.testing.assert_array_equal(
+        saturating_rounding_multiply_by_pot(x, 2),
+        [12, -12, (1 << 31) - 4, INT32_MAX, INT32_MIN, INT32_MIN, INT32_MAX, INT32_MIN],
+    )
+    np.testing.assert_array_equal(saturating_rounding_multiply_by_pot(np.array([5, -5, 6, -6]), -1), [3, -3, 3, -3])
+    np.testing.assert_array_equal(saturating_rounding_multiply_by_pot(x, 0), x)
+
+
+def test_rounding_half_sum():
+    a = np.array([1, -1, -3, INT32_MAX, INT32_MIN, 0])
+    b = np.array([2, -2, 0, INT32_MAX, INT32_MIN, 0])
+    np.testing.assert_array_equal(rounding_half_sum(a, b), [2, -2, -2, INT32_MAX, INT32_MIN, 0])  # halves away
+
+
+def test_count_leading_zeros():
+    x = np.array([0, 1, 2, 3, (1 << 30), INT32_MAX, -1, INT32_MIN])  # as uint32: -1 is 0xFFFFFFFF
+    np.testing.assert_array_equal(count_leading_zeros(x), [32, 31, 30, 30, 1, 1, 0, 0])
+
+
+def test_exp_on_negative_values_fixed_points():
+    # exp(0) is one, saturated; with 5 integer bits, -1.0 is -2**26.
+    assert int(exp_on_negative_values(np.array(0), 5)) == INT32_MAX
+    assert abs(int(exp_on_negative_values(np.array(-(1 << 26)), 5)) - math.exp(-1) * 2**31) < 1000
+    # more than 5 integer bits: inputs below -32 are 0
+    assert int(exp_on_negative_values(np.array(-(33 << 25)), 6)) == 0  # -33.0 in Q6.25
+    assert abs(int(exp_on_negative_values(np.array(-(16 << 25)), 6)) - math.exp(-16) * 2**31) < 2
+
+
+@given(st.integers(INT32_MIN, 0))
+def test_exp_on_negative_values_is_close_to_exp(raw):
+    """gemmlowp's exp in Q5.26 -> Q0.31 is within 500 / 2**31 (2.3e-7) of the real exp."""
+    got = int(exp_on_negative_values(np.array(raw), 5))
+    assert abs(got - math.exp(raw / 2**26) * 2**31) <= 500
+
+
+@given(st.integers(0, INT32_MAX))
+def test_one_over_one_plus_x_is_close(raw):
+    got = int(one_over_one_plus_x_for_x_in_0_1(np.array(raw)))
+    assert abs(got - 2**31 / (1 + raw / 2**31)) <= 8
+
+
+@given(st.integers(1 << 19, INT32_MAX))
+def test_get_reciprocal(raw):
+    """For a Q12.19 sum x: (r, b) with r / 2**31 / 2**b = 1 / x, to 1e-8."""
+    reciprocal, bits = get_reciprocal(np.array(raw), 12)
+    assert int(bits) == 12 - (32 - raw.bit_length())
+    assert abs(int(reciprocal) / 2**31 / 2.0 ** int(bits) * (raw / 2**19) - 1) < 1e-8

@@ -1,10 +1,110 @@
-"""Numba twins of kernels/integer/resize.py (to be filled)."""
+"""Numba twins of kernels/integer/resize.py: the same taps from the params, one pass over the output
+evaluating TFLite's per-element formula in its order."""
+
+from __future__ import annotations
 
 from collections.abc import Callable
 
-KERNELS: dict[str, Callable] = {}
-ACCEPTS_OUT: frozenset[str] = frozenset()
+import numpy as np
+from numba import prange
+
+from npdeeplab.kernels.fast.buffers import output
+from npdeeplab.kernels.fast.config import parallel
+from npdeeplab.kernels.integer.resize import (
+    QuantizedBilinearParams,
+    QuantizedNearestParams,
+    float_taps,
+    integer_taps,
+    nearest_indices,
+)
+
+
+def quantized_resize_bilinear(p: QuantizedBilinearParams, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    out = output(out, (x.shape[0], p.out_h, p.out_w, x.shape[3]), x.dtype)
+    _bilinear_uint8(x, p.y0, p.y1, p.wy, p.x0, p.x1, p.wx, out)
+    return out
+
+
+def quantized_resize_bilinear_integer(
+    p: QuantizedBilinearParams, x: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
+    out = output(out, (x.shape[0], p.out_h, p.out_w, x.shape[3]), x.dtype)
+    _bilinear_integer(x, p.y0, p.y1, p.wy, p.x0, p.x1, p.wx, out)
+    return out
+
+
+def quantized_resize_nearest_neighbor(
+    p: QuantizedNearestParams, x: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
+    out = output(out, (x.shape[0], p.out_h, p.out_w, x.shape[3]), x.dtype)
+    _nearest(x, p.rows, p.cols, out)
+    return out
+
+
+@parallel
+def _bilinear_uint8(x, y0, y1, dy, x0, x1, dx, out):  # noqa: ANN001, ANN202
+    n, out_h, out_w, channels = out.shape
+    one, half = np.float32(1), np.float32(0.5)
+    for row in prange(n * out_h):
+        b, oy = row // out_h, row % out_h
+        top, bottom, wy = y0[oy], y1[oy], dy[oy]
+        for ox in range(out_w):
+            left, right, wx = x0[ox], x1[ox], dx[ox]
+            for c in range(channels):
+                total = (
+                    np.float32(x[b, top, left, c]) * (one - wy) * (one - wx)
+                    + np.float32(x[b, bottom, left, c]) * wy * (one - wx)
+                    + np.float32(x[b, top, right, c]) * (one - wy) * wx
+                    + np.float32(x[b, bottom, right, c]) * wy * wx
+                    + half
+                )
+                out[b, oy, ox, c] = np.int32(total)  # truncation; total is in [0, 256)
+
+
+@parallel
+def _bilinear_integer(x, y0, y1, dy, x0, x1, dx, out):  # noqa: ANN001, ANN202
+    n, out_h, out_w, channels = out.shape
+    one = np.int64(1 << 10)
+    for row in prange(n * out_h):
+        b, oy = row // out_h, row % out_h
+        top, bottom, wy = y0[oy], y1[oy], dy[oy]
+        for ox in range(out_w):
+            left, right, wx = x0[ox], x1[ox], dx[ox]
+            for c in range(channels):
+                total = (
+                    np.int64(x[b, top, left, c]) * (one - wy) * (one - wx)
+                    + np.int64(x[b, bottom, left, c]) * wy * (one - wx)
+                    + np.int64(x[b, top, right, c]) * (one - wy) * wx
+                    + np.int64(x[b, bottom, right, c]) * wy * wx
+                )
+                total += (1 << 19) if total > 0 else -(1 << 19)
+                out[b, oy, ox, c] = total // (1 << 20) if total >= 0 else -((-total) // (1 << 20))
+
+
+@parallel
+def _nearest(x, rows, cols, out):  # noqa: ANN001, ANN202
+    n, out_h, out_w, channels = out.shape
+    for row in prange(n * out_h):
+        b, oy = row // out_h, row % out_h
+        for ox in range(out_w):
+            for c in range(channels):
+                out[b, oy, ox, c] = x[b, rows[oy], cols[ox], c]
+
+
+KERNELS: dict[str, Callable] = {
+    "quantized_resize_bilinear": quantized_resize_bilinear,
+    "quantized_resize_bilinear_integer": quantized_resize_bilinear_integer,
+    "quantized_resize_nearest_neighbor": quantized_resize_nearest_neighbor,
+}
+ACCEPTS_OUT: frozenset[str] = frozenset(KERNELS)
 
 
 def warm_up() -> None:
-    """Compile (or load) this module's kernels for the argument types the engine passes."""
+    """Compile the kernels for the types the engine hands them (uint8, int8, int16)."""
+    for dtype in (np.uint8, np.int8, np.int16):
+        x = np.ones((1, 2, 3, 2), dtype=dtype)
+        taps = float_taps if dtype == np.uint8 else integer_taps
+        params = QuantizedBilinearParams(3, 4, *taps(2, 3, False, True), *taps(3, 4, False, True))
+        KERNELS["quantized_resize_bilinear" if dtype == np.uint8 else "quantized_resize_bilinear_integer"](params, x)
+        rows, cols = nearest_indices(2, 3, True, True), nearest_indices(3, 4, True, True)
+        quantized_resize_nearest_neighbor(QuantizedNearestParams(3, 4, rows, cols), x)
