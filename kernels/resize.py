@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from npdeeplab.kernels.bands import row_bands
+from npdeeplab.kernels.fixed_point import round_half_away
 
 
 @dataclass(frozen=True)
@@ -69,15 +70,16 @@ def resize_bilinear(p: ResizeParams, x: np.ndarray) -> np.ndarray:
 
 
 def nearest_indices(in_size: int, out_size: int, align_corners: bool, half_pixel_centers: bool) -> np.ndarray:
-    """Source index of each output index."""
-    scale = resize_scale(in_size, out_size, align_corners)
+    """Source index of each output index (GetNearestNeighbor): s = (v + 0.5 with half-pixel
+    centres, else v) * scale in float32; round(s), halves away from zero, with align_corners, else
+    floor(s); at most in - 1, and at least 0 with half-pixel centres. Both flags may be set.
+
+    Rounded from s's exact fraction: trunc(s + 0.5) gives 1 for s = 0.49999997 (2 -> 62 with both
+    flags), because the sum rounds up in float32; LiteRT gives 0.
+    """
     offset = np.float32(0.5) if half_pixel_centers else np.float32(0)
-    source = (np.arange(out_size, dtype=np.float32) + offset) * scale
-    if align_corners:
-        index = np.trunc(source + np.float32(0.5))  # round half away from zero; source >= 0
-    else:
-        index = np.floor(source)
-    index = np.minimum(index.astype(np.int64), in_size - 1)
+    source = (np.arange(out_size, dtype=np.float32) + offset) * resize_scale(in_size, out_size, align_corners)
+    index = np.minimum((round_half_away(source) if align_corners else np.floor(source)).astype(np.int64), in_size - 1)
     return np.maximum(index, 0) if half_pixel_centers else index
 
 

@@ -286,15 +286,17 @@ def test_pool2d(case: Case) -> None:
 
 @st.composite
 def resize_cases(draw: Callable) -> Case:
-    mode = draw(st.sampled_from(["plain", "align_corners", "half_pixel_centers"]))
+    kind = draw(st.sampled_from(["RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"]))
+    modes = ["plain", "align_corners", "half_pixel_centers"] + (["both"] if kind == "RESIZE_NEAREST_NEIGHBOR" else [])
+    mode = draw(st.sampled_from(modes))
     return {
-        "kind": draw(st.sampled_from(["RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"])),
+        "kind": kind,
         "batch": draw(ints(1, 2)),
         "size": draw(st.tuples(ints(1, 12), ints(1, 12))),
         "out": draw(st.tuples(ints(1, 25), ints(1, 25))),
         "channels": draw(ints(1, 5)),
-        "align_corners": mode == "align_corners",
-        "half_pixel_centers": mode == "half_pixel_centers",
+        "align_corners": mode in ("align_corners", "both"),  # both: LiteRT takes them on nearest neighbour
+        "half_pixel_centers": mode in ("half_pixel_centers", "both"),
         "dtype": draw(st.sampled_from(["float32", "float32", "int32", "uint8", "int8"])),
         "seed": draw(ints(0, 2**16)),
     }
@@ -943,6 +945,16 @@ def test_conv2d_without_bias_litert_rejects_npdeeplab_runs() -> None:
                 run_litert(b.to_bytes(), [x_value], OpResolverType.BUILTIN_REF)
         outputs.append(run_npdeeplab(b.build(), [x_value], "numpy")[0])
     np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+def test_resize_nearest_with_both_flags_rounds_from_the_exact_fraction() -> None:
+    """2 -> 62 columns with align_corners and half_pixel_centers: s = 0.49999997 for the first
+    column; trunc(s + 0.5) gave 1 (the sum rounds up in float32), LiteRT gives 0."""
+    b = GraphBuilder()
+    x = b.add_input("x", (1, 1, 2, 1))
+    size = b.add_constant("size", np.array([1, 62], np.int32))
+    b.mark_outputs(b.add_op("RESIZE_NEAREST_NEIGHBOR", [x, size], align_corners=True, half_pixel_centers=True))
+    check(b, [np.array([[[[1.0], [2.0]]]], np.float32)])
 
 
 def test_resize_bilinear_rejects_align_corners_with_half_pixel_centers() -> None:

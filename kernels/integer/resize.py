@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from npdeeplab.kernels.bands import row_bands
-from npdeeplab.kernels.fixed_point import round_half_away, truncating_divide_by_pot
-from npdeeplab.kernels.resize import bilinear_taps, resize_scale
+from npdeeplab.kernels.fixed_point import truncating_divide_by_pot
+from npdeeplab.kernels.resize import bilinear_taps
 
 ONE_10 = 1 << 10  # 1.0 in the integer kernel's coordinates
 
@@ -103,20 +103,6 @@ class QuantizedNearestParams:
     out_w: int
     rows: np.ndarray = field(repr=False)  # source row of each output row
     cols: np.ndarray = field(repr=False)
-
-
-def nearest_indices(in_size: int, out_size: int, align_corners: bool, half_pixel_centers: bool) -> np.ndarray:
-    """GetNearestNeighbor: s = (v + 0.5 if half-pixel else v) * scale in float32; round(s) (halves away
-    from zero, TfLiteRound) with align_corners, else floor(s); at most in - 1, and at least 0 with
-    half-pixel centres. Both flags together are allowed here, unlike in RESIZE_BILINEAR.
-
-    (kernels/resize.py rounds with trunc(s + 0.5), which differs when s + 0.5 rounds up in
-    float32, e.g. s = 0.49999997 for 2 -> 62 with both flags: it gives 1, LiteRT 0.)
-    """
-    offset = np.float32(0.5) if half_pixel_centers else np.float32(0)
-    source = (np.arange(out_size, dtype=np.float32) + offset) * resize_scale(in_size, out_size, align_corners)
-    index = np.minimum((round_half_away(source) if align_corners else np.floor(source)).astype(np.int64), in_size - 1)
-    return np.maximum(index, 0) if half_pixel_centers else index
 
 
 def quantized_resize_nearest_neighbor(p: QuantizedNearestParams, x: np.ndarray) -> np.ndarray:

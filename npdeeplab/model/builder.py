@@ -232,7 +232,7 @@ class GraphBuilder:
             name="",
             shape=(),
             shape_signature=(),
-            dtype=first.dtype if first is not None else np.dtype(np.float32),
+            dtype=np.dtype(dtype) if dtype is not None else first.dtype if first is not None else np.dtype(np.float32),
             quantization=as_quantization(quantization),
         )
         op = OpNode(len(self.ops), kind, version, inputs, (provisional.index,), options)

@@ -63,7 +63,7 @@ def prepare_resize(ctx: OpContext) -> PreparedOp:
     if out_h < 1 or out_w < 1:
         ctx.fail(f"output size must be positive, got {out_h}x{out_w}")
     o = ctx.options
-    if o.align_corners and o.half_pixel_centers:
+    if bilinear and o.align_corners and o.half_pixel_centers:  # LiteRT's nearest neighbour takes both
         ctx.fail("align_corners and half_pixel_centers cannot both be set")
     params = ResizeParams(out_h, out_w, bool(o.align_corners), bool(o.half_pixel_centers))
     shape = (x.shape[0], out_h, out_w, x.shape[3])

@@ -15,8 +15,8 @@ from npdeeplab.kernels.integer.resize import (
     QuantizedNearestParams,
     float_taps,
     integer_taps,
-    nearest_indices,
 )
+from npdeeplab.kernels.resize import nearest_indices
 
 
 def quantized_resize_bilinear(p: QuantizedBilinearParams, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

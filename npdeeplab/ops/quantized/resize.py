@@ -16,8 +16,8 @@ from npdeeplab.kernels.integer.resize import (
     QuantizedNearestParams,
     float_taps,
     integer_taps,
-    nearest_indices,
 )
+from npdeeplab.kernels.resize import nearest_indices
 from npdeeplab.model.ir import TensorInfo
 from npdeeplab.ops.base import OpContext, PreparedOp, register
 from npdeeplab.ops.quantized.common import INT8, INT16, INT32, UINT8, per_tensor
