@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from npdeeplab.kernels.fixed_point import quantized_activation_range
+from npdeeplab.kernels.fixed_point import quantized_activation_range, round_half_away
 from npdeeplab.model.ir import TensorInfo
 from npdeeplab.ops.base import OpContext
 
@@ -57,12 +57,25 @@ def per_channel(ctx: OpContext, tensor: TensorInfo, role: str, axis: int) -> tup
     return scales, zero_points
 
 
+ACTIVATION_LIMITS = {"RELU": (0.0,), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}
+
+
 def activation_bounds(ctx: OpContext, output: TensorInfo) -> tuple[int, int]:
-    """The fused activation's clamp in the output's quantized domain."""
+    """The fused activation's clamp in the output's quantized domain, refusing what kernel_util.cc's
+    Quantize refuses: a limit whose round(limit / scale) (float32) lies outside int32 (RELU6 on a
+    scale below about 3e-9)."""
     scale, zero_point = per_tensor(ctx, output, "output")
     activation = getattr(ctx.options, "fused_activation_function", "NONE")
     if activation.startswith("UNKNOWN"):
         ctx.fail(f"unknown fused activation {activation}")
+    for limit in ACTIVATION_LIMITS.get(activation, ()):
+        with np.errstate(over="ignore"):
+            steps = round_half_away(np.float32(limit) / np.float32(scale))
+        if not np.float32(-(2**31)) <= steps <= np.float32(2**31 - 1):
+            ctx.fail(
+                f"the fused {activation}'s limit {limit} is {float(steps):.6g} steps of the output "
+                f"({ctx.label(output)}) scale {scale}, more than int32 holds"
+            )
     return quantized_activation_range(activation, scale, zero_point, output.dtype)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from npdeeplab.kernels.fixed_point import quantize_multiplier, round_half_away
+from npdeeplab.kernels.fixed_point import quantize_multiplier
 from npdeeplab.kernels.integer.elementwise import AddSubParams, MulParams
 from npdeeplab.model.ir import TensorInfo
 from npdeeplab.ops.base import OpContext, PreparedOp, register
@@ -43,7 +43,7 @@ def prepare_add_sub(ctx: OpContext) -> PreparedOp:
     m1, sh1 = quantize_multiplier(s1 / twice_max)
     m2, sh2 = quantize_multiplier(s2 / twice_max)
     mo, sho = quantize_multiplier(real_output)
-    low, high = checked_activation_bounds(ctx, out)
+    low, high = activation_bounds(ctx, out)
     params = AddSubParams(LEFT_SHIFT, -z1, m1, sh1, -z2, m2, sh2, z_out, mo, sho, low, high)
     return ctx.prepared(f"quantized_{ctx.op.kind.lower()}", params, [a, b], shape, a.dtype)
 
@@ -64,28 +64,9 @@ def prepare_mul(ctx: OpContext) -> PreparedOp:
             f"the multiplier s1 * s2 / s_out = {s1} * {s2} / {s_out} = {real:.6g} is 2**31 or more; LiteRT's "
             "result is undefined"
         )
-    low, high = checked_activation_bounds(ctx, out)
+    low, high = activation_bounds(ctx, out)
     params = MulParams(-z1, -z2, z_out, multiplier, shift, low, high)
     return ctx.prepared("quantized_mul", params, [a, b], shape, a.dtype)
-
-
-ACTIVATION_LIMITS = {"RELU": (0.0,), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}
-
-
-def checked_activation_bounds(ctx: OpContext, out: TensorInfo) -> tuple[int, int]:
-    """activation_bounds, refusing what kernel_util.cc's Quantize refuses: an activation limit
-    whose round(limit / scale) (float32) lies outside int32 (RELU6 on a scale below ~3e-9)."""
-    scale, _ = per_tensor(ctx, out, "output")
-    activation = getattr(ctx.options, "fused_activation_function", "NONE")
-    for limit in ACTIVATION_LIMITS.get(activation, ()):
-        with np.errstate(over="ignore"):
-            steps = round_half_away(np.float32(limit) / np.float32(scale))
-        if not np.float32(-(2**31)) <= steps <= np.float32(2**31 - 1):
-            ctx.fail(
-                f"the fused {activation}'s limit {limit} is {float(steps):.6g} steps of the output "
-                f"({ctx.label(out)}) scale {scale}, more than int32 holds"
-            )
-    return activation_bounds(ctx, out)
 
 
 def _binary_operands(ctx: OpContext) -> tuple[TensorInfo, TensorInfo, TensorInfo, tuple[int, ...]]:

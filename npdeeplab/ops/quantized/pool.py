@@ -10,8 +10,7 @@ from __future__ import annotations
 from npdeeplab.kernels.integer.pool import QuantizedPoolParams
 from npdeeplab.ops.base import OpContext, PreparedOp, register
 from npdeeplab.ops.conv import make_window
-from npdeeplab.ops.quantized.common import QUANTIZED, per_tensor
-from npdeeplab.ops.quantized.elementwise import checked_activation_bounds
+from npdeeplab.ops.quantized.common import QUANTIZED, activation_bounds, per_tensor
 
 SCALE_TOLERANCE = 1.0e-6  # pooling.cc: TFLITE_DCHECK_LE(std::abs(input scale - output scale), 1.0e-6)
 
@@ -31,7 +30,7 @@ def prepare_quantized_pool2d(ctx: OpContext) -> PreparedOp:
     n, height, width, channels = x.shape
     o = ctx.options
     window = make_window(ctx, height, width, o.filter_height, o.filter_width)
-    low, high = checked_activation_bounds(ctx, out)
+    low, high = activation_bounds(ctx, out)
     kernel = "quantized_average_pool2d" if ctx.op.kind == "AVERAGE_POOL_2D" else "quantized_max_pool2d"
     shape = (n, window.out_h, window.out_w, channels)
     return ctx.prepared(kernel, QuantizedPoolParams(window, low, high), [x], shape, x.dtype)
