@@ -189,3 +189,62 @@ def test_get_reciprocal(raw):
     reciprocal, bits = get_reciprocal(np.array(raw), 12)
     assert int(bits) == 12 - (32 - raw.bit_length())
     assert abs(int(reciprocal) / 2**31 / 2.0 ** int(bits) * (raw / 2**19) - 1) < 1e-8
+
+
+# --- one-floor and float64 forms of MultiplyByQuantizedMultiplier (quantized CONV_2D) -------------
+
+from hypothesis import assume  # noqa: E402  (appended section)
+
+from npdeeplab.kernels.fixed_point import (  # noqa: E402
+    float64_rescaling_is_exact,
+    multiply_by_quantized_multiplier_float64,
+    multiply_by_quantized_multiplier_floor,
+)
+
+multipliers = st.one_of(st.integers(1 << 30, INT32_MAX), st.sampled_from([0, 1 << 30, 3 << 29, INT32_MAX]))
+
+
+@given(st.lists(int32s, min_size=1, max_size=50), multipliers, st.integers(-31, 31))
+def test_floor_form_equals_double_rounding(xs, multiplier, shift):
+    """Left shifts (with their int32 wrap) and right shifts, every multiplier QuantizeMultiplier makes."""
+    x = np.array(xs)
+    np.testing.assert_array_equal(multiply_by_quantized_multiplier_floor(x, multiplier, shift),
+                                  multiply_by_quantized_multiplier(x, multiplier, shift))
+
+
+@pytest.mark.parametrize("multiplier", [1 << 30, 3 << 29, (1 << 30) + 1, INT32_MAX])
+def test_floor_form_on_every_tie(multiplier):
+    """Every x in a range around 0, where SRDHM's and RDBPOT's ties (halves, both signs) all occur."""
+    x = np.arange(-70000, 70000)
+    for shift in range(-14, 1):
+        np.testing.assert_array_equal(multiply_by_quantized_multiplier_floor(x, multiplier, shift),
+                                      multiply_by_quantized_multiplier(x, multiplier, shift))
+    per_channel = multiply_by_quantized_multiplier_floor(x[:, None], multiplier, np.array([-3, 0, 2]))
+    np.testing.assert_array_equal(per_channel, multiply_by_quantized_multiplier(x[:, None], multiplier,
+                                                                                 np.array([-3, 0, 2])))
+
+
+@given(st.integers(1 << 30, INT32_MAX), st.integers(-21, 0), st.integers(-128, 255), st.integers(0, 2**16),
+       st.booleans())
+def test_float64_form_where_exact(multiplier, shift, offset, seed, ties):
+    """Within float64_rescaling_is_exact's bound: MultiplyByQuantizedMultiplier(x + addend) + offset."""
+    bound = ((1 << 53) - (1 << 32) - (1 << (30 - shift)) - abs(offset) * (1 << (31 - shift))) // multiplier - 1
+    assume(bound > 1)
+    assert float64_rescaling_is_exact(bound, multiplier, shift, offset)
+    assert not float64_rescaling_is_exact(2 * bound + 3, multiplier, shift, offset)
+    rng = np.random.default_rng(seed)
+    span = min(bound // 2, 5000) if ties else bound // 2
+    x = rng.integers(-span, span + 1, 2000)
+    addend = rng.integers(-span, span + 1, 1)
+    expected = multiply_by_quantized_multiplier(x + addend, multiplier, shift) + offset
+    got = multiply_by_quantized_multiplier_float64(x.astype(np.float64), multiplier, shift, addend, offset)
+    np.testing.assert_array_equal(got, expected)
+    clamped = multiply_by_quantized_multiplier_float64(x.astype(np.float64), multiplier, shift, addend, offset,
+                                                       low=offset)  # the negative case skipped: exact >= offset
+    np.testing.assert_array_equal(np.maximum(clamped, offset), np.maximum(expected, offset))
+
+
+def test_float64_form_is_not_exact_with_left_shifts_or_large_bounds():
+    assert not float64_rescaling_is_exact(10, 1 << 30, 1)
+    assert not float64_rescaling_is_exact(1 << 23, INT32_MAX, -1)  # 2**23 * 2**31 > 2**53
+    assert float64_rescaling_is_exact(1 << 20, INT32_MAX, -9, 255)
