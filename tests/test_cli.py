@@ -111,20 +111,30 @@ def test_inspect_counts_every_parameter(seed_model_path):
     assert summarize(seed_model_path).parameters == sum(model.main.tensors[i].size for i in weights)
 
 
-def test_inspect_a_model_it_cannot_run(shared_models_dir, capsys):
-    """The quantized model: read, shown with MACs from its declared shapes, described as what it is."""
-    code = main(["inspect", str(shared_models_dir / "deeplabv3_mnv2_dm05_pascal_quant.tflite")])
+def test_inspect_the_quantized_model(shared_models_dir, capsys):
+    """The uint8 model: every tensor's quantization, MACs, peak memory; it runs."""
+    path = shared_models_dir / "deeplabv3_mnv2_dm05_pascal_quant.tflite"
+    assert main(["inspect", str(path), "--tensors"]) == 0
     captured = capsys.readouterr()
-    assert code == 0 and captured.err == ""
-    assert "scale 0.0078125, zero point 128" in captured.out and "72 ops" in captured.out
+    assert captured.err == "" and "runs        no" not in captured.out
     assert "72 ops in subgraph 0 of 1, uint8-quantized" in captured.out
+    assert "scale 0.0078125, zero point 128" in captured.out
     rows = {int(line.split()[0]): line.split() for line in captured.out.splitlines() if line[:3].strip().isdigit()}
     assert rows[0][1] == "CONV_2D" and rows[0][-1] == "28.5M"  # 257x257x16 outputs, each of 3x3x3 products
-    assert "MACs        867.5M per inference" in captured.out
-    problem = next(line for line in captured.out.splitlines() if line.startswith("runs        no"))
-    assert "uint8-quantized model: the model uses 6 op kinds npdeeplab does not support" in problem
-    assert "CONV_2D on uint8 (38 ops" in problem
-    assert "QUANTIZE on uint8 (op 65)" in problem
+    assert "MACs        867.5M per inference" in captured.out and "activations " in captured.out
+    tensors = captured.out[captured.out.index("   #  dtype"):].splitlines()
+    assert len(tensors) == 1 + 186 and "uint8" in tensors[1] and "int64" in tensors[-1]
+
+
+def test_inspect_a_model_it_cannot_run(shared_models_dir, capsys):
+    """The selfie model (a custom op): read, shown with MACs from its declared shapes, and why it cannot run."""
+    path = shared_models_dir / "selfiesegmentation_mlkit-256x256-2021_01_19-v1215.f16.tflite"
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "float16     110 weight tensors stored as float16" in out
+    problem = next(line for line in out.splitlines() if line.startswith("runs        no"))
+    assert "CUSTOM:Convolution2DTransposeBias (op 244)" in problem and "`npdeeplab inspect --ops`" in problem
+    assert "MACs        59.2M per inference" in out
 
 
 def test_inspect_missing_file(tmp_path):

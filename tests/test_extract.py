@@ -111,16 +111,21 @@ def test_unreadable_image_exits_2_and_writes_nothing(seed_model: Path, tmp_path:
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
-def test_quantized_model_extracts_but_does_not_run(tmp_path: Path, capsys) -> None:
-    """npdeeplab cannot run the uint8 model, but it can cut ops out of it for LiteRT."""
+def test_quantized_ops_extract_with_their_inputs(tmp_path: Path, capsys) -> None:
+    """An op of the uint8 model cut out keeps its quantization; the dumped arrays are uint8, and
+    LiteRT's reference kernels compute from them exactly what npdeeplab saved."""
     model = shared_file("models", "deeplabv3_mnv2_dm05_pascal_quant.tflite")
     out = tmp_path / "q.tflite"
-    assert cli.main(["extract", str(model), "--op", "3", "-o", str(out)]) == 0
-    x = load_model(out).main.tensors[load_model(out).main.inputs[0]]
-    value = np.random.default_rng(0).integers(0, 256, x.shape).astype(np.uint8)
-    assert run_small_model_in_litert(out, {x.name: value})
-    assert cli.main(["extract", str(model), "--op", "3", "-o", str(out), "--random"]) == 2
-    assert "QUANTIZE" in capsys.readouterr().err
+    assert cli.main(["extract", str(model), "--op", "3", "-o", str(out), "--random"]) == 0
+    small = load_model(out).main
+    x = small.tensors[small.inputs[0]]
+    assert x.dtype == np.uint8 and x.quantization is not None
+    dumped = np.load(out.with_suffix(".npz"))
+    from quantized_harness import run_litert
+
+    (theirs,) = run_litert(out.read_bytes(), [dumped[x.name]])
+    np.testing.assert_array_equal(theirs, dumped[small.tensors[small.outputs[0]].name])
+    capsys.readouterr()
 
 
 def test_whole_model_extraction_reproduces_the_model(seed_model: Path) -> None:
