@@ -140,3 +140,13 @@ def test_inspect_a_model_it_cannot_run(shared_models_dir, capsys):
 def test_inspect_missing_file(tmp_path):
     result = run_cli("inspect", str(tmp_path / "missing.tflite"), cwd=tmp_path)
     assert result.returncode == 2 and "missing.tflite" in one_error_line(result.stderr)
+
+
+def test_inspect_lists_the_ops_it_runs(capsys):
+    assert main(["inspect", "--ops"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("npdeeplab runs 29 op kinds: 27 on float32 tensors")
+    assert "  CONV_2D  q" in lines and "  QUANTIZE  q" in lines and "  RELU" in lines
+    assert main(["inspect", "--ops", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert "DEQUANTIZE" in listed["quantized"] and "RELU6" not in listed["quantized"]

@@ -51,8 +51,9 @@ def list_ops(as_json: bool) -> int:
     if as_json:
         print(json.dumps({"ops": list(SUPPORTED_OPS), "quantized": quantized}, indent=2))
         return 0
-    print(f"npdeeplab runs {len(SUPPORTED_OPS)} op kinds on float32 tensors (index and shape ops also on int32/int64),")
-    print(f"{len(quantized)} of them also on quantized uint8/int8 tensors (marked q):")
-    for kind in sorted({*SUPPORTED_OPS, *SUPPORTED_QUANTIZED_OPS}):
+    kinds = sorted({*SUPPORTED_OPS, *SUPPORTED_QUANTIZED_OPS})
+    print(f"npdeeplab runs {len(kinds)} op kinds: {len(SUPPORTED_OPS)} on float32 tensors (index and shape ops also "
+          f"on int32/int64), {len(quantized)} on quantized uint8/int8 tensors (marked q):")
+    for kind in kinds:
         print(f"  {kind}{'  q' if kind in quantized else ''}")
     return 0
