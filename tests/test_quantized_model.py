@@ -148,3 +148,13 @@ def test_litert_optimized_kernels_differ_from_its_reference_kernels(quant_path, 
     for index, (kind, count, largest) in differing.items():
         activation = model.main.ops[index].options.fused_activation_function
         assert kind == "CONV_2D" and activation == "NONE" and largest == 1, (index, kind, activation, count, largest)
+
+
+def test_report_on_the_quantized_model(quant_path, image_path, tmp_path, litert):
+    """The HTML report renders quantized activations and holds them against LiteRT's reference kernels."""
+    from npdeeplab.tools.report import write_report
+
+    path = write_report(quant_path, image_path("chelsea.png"), tmp_path / "q.html", compare=True)
+    text = path.read_text()
+    assert text.count("class='card'") == 72 and "data:image/png;base64," in text
+    assert "all 72 ops within tolerance" in text and "reference kernels" in text
