@@ -32,14 +32,14 @@ def arg_max(p: ArgParams, x: np.ndarray) -> np.ndarray:
     """Index of the largest value along the axis; ties go to the first index."""
     if x.dtype.kind == "f":
         return _first_index_of_best(x, np.max, -np.inf, p)
-    return np.argmax(x, axis=p.axis).astype(p.output_dtype)
+    return np.argmax(x, axis=p.axis).astype(p.output_dtype, copy=False)
 
 
 def arg_min(p: ArgParams, x: np.ndarray) -> np.ndarray:
     """Index of the smallest value along the axis; ties go to the first index."""
     if x.dtype.kind == "f":
         return _first_index_of_best(x, np.min, np.inf, p)
-    return np.argmin(x, axis=p.axis).astype(p.output_dtype)
+    return np.argmin(x, axis=p.axis).astype(p.output_dtype, copy=False)
 
 
 def _first_index_of_best(x: np.ndarray, best_of: Callable, fill: float, p: ArgParams) -> np.ndarray:

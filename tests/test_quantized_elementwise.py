@@ -5,6 +5,8 @@ loop takes), scales from 1e-5 to 10, zero points at and near the ends of the typ
 fused activation and whether input 1 is a constant; the one-op model runs on LiteRT BUILTIN_REF
 and on every npdeeplab backend, outputs identical. A case is a plain dict (what Hypothesis prints
 on failure); its input data come from "seed". Failures found are kept as explicit regressions.
+Outputs of TABLE_MIN_SIZE elements or more, which the kernels look up in a table of all 256 x 256
+input pairs, are tested apart (hypothesis's shapes stay below it).
 
 ADD and SUB whose output multiplier 2*max(s1, s2) / (2**20 * s_out) is not below 1 are refused
 by npdeeplab (LiteRT aborts the process on them, or for SUB computes undefined values): those
@@ -13,6 +15,7 @@ cases never reach LiteRT in this process; the abort itself is shown in a child p
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from collections.abc import Callable
@@ -27,6 +30,7 @@ from quantized_harness import SETTINGS, check, quantized_input, run_npdeeplab
 
 from npdeeplab.errors import ModelError
 from npdeeplab.kernels.fast.integer.elementwise import broadcast_strides
+from npdeeplab.kernels.integer.elementwise import TABLE_MIN_SIZE
 from npdeeplab.model.builder import GraphBuilder
 from npdeeplab.runtime.backends import kernel_table
 
@@ -292,3 +296,44 @@ def test_broadcast_strides_merge_axes() -> None:
     assert (dims.tolist(), a.tolist(), b.tolist()) == ([2, 3], [0, 1], [1, 0])
     dims, a, b = broadcast_strides((), (), ())
     assert (dims.tolist(), a.tolist(), b.tolist()) == ([1], [1], [1])
+
+
+# --- large outputs: looked up in the formula's table -----------------------------------------------
+
+LARGE = [
+    # dm05's largest ADD (op 9), in its shape and quantization.
+    case_of("ADD", "uint8", ((1, 129, 129, 12), (1, 129, 129, 12)), [(0.5746461749, 110), (0.3553160727, 129),
+                                                                 (0.5082216859, 123)]),
+    case_of("SUB", "int8", ((4, 64, 64, 3), (64, 1, 3)), [(0.02, -128), (0.5, 127), (0.1, 0)], "RELU_N1_TO_1"),
+    case_of("MUL", "uint8", ((2, 128, 128), (128,)), [(0.1, 3), (0.05, 250), (0.02, 128)], "RELU6"),
+    case_of("MUL", "int8", ((128, 1, 128), (1, 128, 1)), [(0.1, -3), (0.2, 7), (0.5, 5)]),
+    case_of("ADD", "int8", ((1, 64, 64, 8), (8,)), [(0.3, -20), (0.01, 100), (0.25, -1)], "RELU", constant_b=True),
+]
+
+
+@pytest.mark.parametrize("case", LARGE, ids=lambda c: f"{c['kind']}-{c['dtype']}-{c['shapes']}")
+def test_large_outputs(case: Case) -> None:
+    """Outputs of TABLE_MIN_SIZE elements or more are looked up: bit-exact with REF as well."""
+    assert math.prod(np.broadcast_shapes(*case["shapes"])) >= TABLE_MIN_SIZE
+    run_case(case)
+
+
+@pytest.mark.parametrize("kernel", ["quantized_add", "quantized_sub", "quantized_mul"])
+@pytest.mark.parametrize("dtype", sorted(TYPES))
+def test_lookup_equals_formula(kernel: str, dtype: str) -> None:
+    """The NumPy kernel's table lookup gives its formula's integers, broadcast and on strided views."""
+    from npdeeplab.kernels.integer import elementwise
+
+    rng = np.random.default_rng(7)
+    info = np.iinfo(TYPES[dtype])
+    if kernel == "quantized_mul":
+        p: Any = elementwise.MulParams(-3, 7, 5, 1_500_000_000, -9, int(info.min), int(info.max))
+        formula: Any = elementwise.mul_formula
+    else:
+        p = elementwise.AddSubParams(20, -3, 1 << 30, -1, 7, 1_300_000_000, -2, 5, 1_700_000_000, -18,
+                                     int(info.min) + 2, int(info.max))
+        formula = elementwise.add_formula if kernel == "quantized_add" else elementwise.sub_formula
+    full = quantized_input(rng, (3, 80, 40, 6), TYPES[dtype])
+    for a, b in [(full, full[:, ::-1]), (full[:, :, ::2], full[0, :1, :20]), (full[..., :1], full[0, 0, 0])]:
+        got = elementwise.KERNELS[kernel](p, a, b)
+        assert got.dtype == a.dtype and np.array_equal(got, formula(p, a, b))

@@ -6,7 +6,9 @@ of two too, so that x / scale lands on exact halves), zero points at the range e
 inputs mixing ordinary values, exact halves (0.5, -0.5, 2.5... in units of the scale), values
 past the type's range and past int32, infinities and NaN. Requantization draws scale ratios from
 2**-40 to 2**31 (exactly 1 with zero points 128 apart: the XOR-0x80 case) and type pairs LiteRT
-refuses too. Also: dm05's QUANTIZE op alone, and where LiteRT's optimized kernels differ.
+refuses too; the kernel looks inputs with as many elements as their type has values up in a
+table of them all (8-bit inputs of 256 elements or more here, large int16 ones apart). Also:
+dm05's QUANTIZE op alone, and where LiteRT's optimized kernels differ.
 """
 
 from __future__ import annotations
@@ -241,6 +243,18 @@ def test_refusals() -> None:
         model, inputs = build(dict(base, **change))
         with pytest.raises(ModelError, match=message):
             run_npdeeplab(model.to_bytes(), inputs, "numpy")
+
+
+@pytest.mark.parametrize("case", [
+    {"kind": "QUANTIZE", "input_dtype": "int16", "output_dtype": "int8", "shape": (1, 256, 257),
+     "input_quantization": (0.003, 0), "output_quantization": (0.2, -7), "seed": 11},
+    {"kind": "QUANTIZE", "input_dtype": "int16", "output_dtype": "int16", "shape": (2, 200, 200),
+     "input_quantization": (0.25, 0), "output_quantization": (1.0, 0), "seed": 12},
+])
+def test_requantize_int16_tabulated(case: Case) -> None:
+    """An int16 input of 65536 elements or more is looked up in the table of all int16 values."""
+    assert np.prod(case["shape"]) >= 1 << 16
+    check_case(case)
 
 
 def test_dm05_quantize_alone() -> None:

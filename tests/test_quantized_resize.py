@@ -6,8 +6,9 @@ Hypothesis draws the type, batch, sizes (up and down, 1-pixel inputs and outputs
 nearest neighbour, which LiteRT allows), and input and output quantization drawn independently
 (LiteRT blends raw values and checks neither). Resizes whose 10-bit integer kernel would read past
 the input are refused by npdeeplab; there LiteRT REF reads memory after the tensor, so those
-cases assert the refusal only. Also: the dm05 model's three RESIZE_BILINEAR ops cut out and run
-alone, and where LiteRT's optimized kernels differ from REF.
+cases assert the refusal only. Also: uint8 resizes whose float32 formula prepare proves exact
+(blended in integers) and ones just past that limit, the dm05 model's three RESIZE_BILINEAR ops
+cut out and run alone, and where LiteRT's optimized kernels differ from REF.
 """
 
 from __future__ import annotations
@@ -22,8 +23,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from quantized_harness import SETTINGS, check, quantized_input, run_litert, run_npdeeplab
 
+from npdeeplab import Interpreter
 from npdeeplab.errors import ModelError
-from npdeeplab.kernels.integer.resize import integer_taps
+from npdeeplab.kernels.integer.resize import (
+    QuantizedBilinearParams,
+    float_taps,
+    integer_taps,
+    quantized_resize_bilinear,
+)
 from npdeeplab.model.builder import GraphBuilder
 from npdeeplab.model.loader import load_model
 from npdeeplab.tools.extract import extract_ops
@@ -196,3 +203,52 @@ def test_optimized_kernels_differ_from_reference() -> None:
     assert not _optimized_vs_reference(dict(base, kind="RESIZE_NEAREST_NEIGHBOR", flags=(False, True))).any()
     for flags in ((False, False), (True, False), (False, True)):
         assert not _optimized_vs_reference(dict(base, dtype="int8", out=(257, 257), flags=flags)).any(), flags
+
+
+# --- uint8: the exact blend in integers -------------------------------------------------------------
+
+
+def uint8_bilinear(size: tuple[int, int], out: tuple[int, int], flags: tuple[bool, bool], channels: int = 3,
+                   seed: int = 0) -> Case:
+    return {"kind": "RESIZE_BILINEAR", "dtype": "uint8", "batch": 1, "size": size, "out": out, "channels": channels,
+            "flags": flags, "input_quantization": (0.1, 3), "output_quantization": None, "seed": seed}
+
+
+def prepared_blend_bits(case: Case) -> tuple[int, int] | None:
+    model, _ = build(case)
+    (step,) = Interpreter(model_content=model.to_bytes(), backend="numpy").ops
+    return step.params.blend_bits
+
+
+@pytest.mark.parametrize("case, bits", [
+    # dm05's 33 -> 513 with align_corners: weights in sixteenths, K = 8, 16-bit integers.
+    (uint8_bilinear((33, 33), (513, 513), (True, False), channels=21), (4, 4)),
+    # K = 16, the exactness limit with weights in [0, 1): 32-bit integers.
+    (uint8_bilinear((2, 2), (257, 257), (True, False)), (8, 8)),
+    # Half-pixel centres: quarter weights, negative (-1/4) at the clamped top and left edges.
+    (uint8_bilinear((4, 5), (8, 10), (False, True)), (2, 2)),
+    # Integer downscaling; a 1-pixel input (all weights 0); both flags off, 2x.
+    (uint8_bilinear((13, 13), (3, 4), (True, False)), (1, 1)),
+    (uint8_bilinear((1, 1), (33, 33), (True, False), channels=8), (1, 1)),
+    (uint8_bilinear((16, 7), (32, 14), (False, False)), (1, 1)),
+    # Just off the path: K = 17 (weights in 1/256 by 1/512), and weights that are no dyadic fraction.
+    (uint8_bilinear((2, 2), (257, 513), (True, False), channels=16), None),
+    (uint8_bilinear((33, 33), (513, 513), (False, False), channels=4), None),
+    (uint8_bilinear((33, 33), (513, 513), (False, True), channels=4), None),
+])
+def test_exact_uint8_blend(case: Case, bits: tuple[int, int] | None) -> None:
+    """Prepare proves the float32 formula exact (or not), and either way the outputs are REF's."""
+    assert prepared_blend_bits(case) == bits
+    check_case(case)
+
+
+def test_exact_blend_limit_is_needed() -> None:
+    """One step past the limit (K = 17) the float32 formula rounds: the exact blend in integers
+    would differ from REF, which the literal formula (the path prepare takes) matches."""
+    case = uint8_bilinear((2, 2), (257, 513), (True, False), channels=16)
+    model, inputs = build(case)
+    expected = check(model, inputs)
+    assert expected is not None
+    taps = [float_taps(2, size, True, False) for size in case["out"]]
+    forced = QuantizedBilinearParams(*case["out"], *taps[0], *taps[1], blend_bits=(8, 9))
+    assert np.count_nonzero(quantized_resize_bilinear(forced, inputs[0]) != expected[0]) > 0

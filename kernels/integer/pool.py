@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from npdeeplab.kernels.windows import Window, tap_spans, window_taps
+from npdeeplab.kernels.windows import Window, tap_spans
 
 
 @dataclass(frozen=True)
@@ -28,23 +28,37 @@ def quantized_average_pool2d(p: QuantizedPoolParams, x: np.ndarray) -> np.ndarra
 
     uint8 computes (acc + count/2) / count; int8 the same for acc > 0 and (acc - count/2) / count
     otherwise, in C's truncating division: both are the rounded quotient, halves away from zero.
+    The sums are exact integers, so their order is free: each window's rows are summed first
+    (one pass per filter row), then the columns of those (one per filter column), filter_h +
+    filter_w passes rather than one per cell.
     """
     win = p.window
-    total = np.zeros((x.shape[0], win.out_h, win.out_w, x.shape[3]), dtype=np.int64)
-    for _, _, rows, columns in window_taps(win, x.shape[1], x.shape[2]):
-        total[:, rows.outputs, columns.outputs] += x[:, rows.inputs, columns.inputs]
+    n, height, width, channels = x.shape
+    row_sums = np.zeros((n, win.out_h, width, channels), dtype=np.int64)
+    for _, rows in tap_spans(win.out_h, height, win.filter_h, win.stride_h, win.dilation_h, win.pad_top):
+        row_sums[:, rows.outputs] += x[:, rows.inputs]
+    total = np.zeros((n, win.out_h, win.out_w, channels), dtype=np.int64)
+    for _, columns in tap_spans(win.out_w, width, win.filter_w, win.stride_w, win.dilation_w, win.pad_left):
+        total[:, :, columns.outputs] += row_sums[:, :, columns.inputs]
     count = cell_counts(win, x.shape[1], x.shape[2])
     average = divide_rounding_half_away(total, count)
     return np.clip(average, p.act_min, p.act_max).astype(x.dtype)
 
 
 def quantized_max_pool2d(p: QuantizedPoolParams, x: np.ndarray) -> np.ndarray:
-    """Largest in-bounds cell of each window, then the activation's clamp."""
+    """Largest in-bounds cell of each window, then the activation's clamp; the largest of each
+    window's rows first, then of their columns (a maximum is one in any order)."""
     win = p.window
-    out = np.full((x.shape[0], win.out_h, win.out_w, x.shape[3]), np.iinfo(x.dtype).min, dtype=x.dtype)
-    for _, _, rows, columns in window_taps(win, x.shape[1], x.shape[2]):
-        window = out[:, rows.outputs, columns.outputs]
-        np.maximum(window, x[:, rows.inputs, columns.inputs], out=window)
+    n, height, width, channels = x.shape
+    lowest = np.iinfo(x.dtype).min
+    row_max = np.full((n, win.out_h, width, channels), lowest, dtype=x.dtype)
+    for _, rows in tap_spans(win.out_h, height, win.filter_h, win.stride_h, win.dilation_h, win.pad_top):
+        window = row_max[:, rows.outputs]
+        np.maximum(window, x[:, rows.inputs], out=window)
+    out = np.full((n, win.out_h, win.out_w, channels), lowest, dtype=x.dtype)
+    for _, columns in tap_spans(win.out_w, width, win.filter_w, win.stride_w, win.dilation_w, win.pad_left):
+        window = out[:, :, columns.outputs]
+        np.maximum(window, row_max[:, :, columns.inputs], out=window)
     return np.clip(out, p.act_min, p.act_max).astype(x.dtype)
 
 

@@ -4,6 +4,7 @@ kernels compute them (reference/quantize.h, requantize.h, dequantize.h, integer_
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -65,12 +66,34 @@ class RequantizeParams:
 
 
 def requantize(p: RequantizeParams, x: np.ndarray) -> np.ndarray:
-    """reference_ops::Requantize: clamp(MultiplyByQuantizedMultiplier(q - z_in) + z_out), or q ^ 0x80
-    for the uint8 <-> int8 case that only moves the zero point by 128."""
+    """reference_ops::Requantize: requantize_formula. An input with at least as many elements as its
+    type has values is looked up in the formula's table of them all (cached per params): the same
+    integers, in one pass instead of a dozen."""
+    if x.size >= 1 << (8 * x.dtype.itemsize):
+        return np.take(requantize_table(p, x.dtype), x.view(_UNSIGNED[x.dtype.itemsize]))
+    return requantize_formula(p, x)
+
+
+def requantize_formula(p: RequantizeParams, x: np.ndarray) -> np.ndarray:
+    """clamp(MultiplyByQuantizedMultiplier(q - z_in) + z_out), the int32 subtraction wrapping, or
+    q ^ 0x80 for the uint8 <-> int8 case that only moves the zero point by 128."""
     if p.flip_sign_bit:
         return (x.view(np.uint8) ^ np.uint8(0x80)).view(p.dtype)
     shifted = wrap_int32(x.astype(np.int64) - p.input_zero_point)
     return saturate(multiply_by_quantized_multiplier(shifted, p.multiplier, p.shift) + p.output_zero_point, p.dtype)
+
+
+_UNSIGNED = {1: np.uint8, 2: np.uint16}  # an input's raw bits, as a table index
+
+
+@functools.lru_cache(maxsize=256)
+def requantize_table(p: RequantizeParams, dtype: np.dtype) -> np.ndarray:
+    """requantize_formula of every value of the input type (8 or 16 bits), indexed by its raw bits
+    (an int8 -1 is entry 255). Read-only, shared by every call (and by the Numba twin)."""
+    unsigned = _UNSIGNED[dtype.itemsize]
+    table = requantize_formula(p, np.arange(np.iinfo(unsigned).max + 1, dtype=unsigned).view(dtype))
+    table.flags.writeable = False
+    return table
 
 
 def dequantize(p: AffineParams, x: np.ndarray) -> np.ndarray:

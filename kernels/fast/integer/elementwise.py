@@ -1,14 +1,14 @@
 """Numba twins of kernels/integer/elementwise.py: quantized ADD, SUB and MUL by table lookup.
 
 An 8-bit op has only 256 x 256 possible input pairs, so each op's whole function is tabulated
-once (per params, cached) by the NumPy kernel itself, and the twin gathers table[a, b] in one
-parallel pass: bit-identical by construction. Broadcasting walks the output in C order with
+once (per params, cached) by the NumPy kernel's own formula (the table the NumPy kernel looks
+large outputs up in), and the twin gathers table[a, b] in one parallel pass, whatever the size:
+bit-identical by construction. Broadcasting walks the output in C order with
 per-input strides (0 along broadcast axes), adjacent axes merged where both inputs agree.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -17,39 +17,30 @@ from numba import prange
 from npdeeplab.kernels.fast.buffers import output
 from npdeeplab.kernels.fast.config import parallel
 from npdeeplab.kernels.integer import elementwise as reference
-from npdeeplab.kernels.integer.elementwise import AddSubParams, MulParams
+from npdeeplab.kernels.integer.elementwise import AddSubParams, MulParams, lookup_table
 
 CHUNK = 16384  # output elements per parallel task when broadcasting
 
 
 def quantized_add(p: AddSubParams, a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    return _binary(reference.quantized_add, p, a, b, out)
+    return _binary(reference.add_formula, p, a, b, out)
 
 
 def quantized_sub(p: AddSubParams, a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    return _binary(reference.quantized_sub, p, a, b, out)
+    return _binary(reference.sub_formula, p, a, b, out)
 
 
 def quantized_mul(p: MulParams, a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    return _binary(reference.quantized_mul, p, a, b, out)
+    return _binary(reference.mul_formula, p, a, b, out)
 
 
-@functools.lru_cache(maxsize=128)
-def table(function: Callable, p: AddSubParams | MulParams, dtype: np.dtype) -> np.ndarray:
-    """function(p, a, b) for every pair of 8-bit values, [256, 256] indexed by their bytes
-    (an int8 -1 is row 255), as raw bytes."""
-    values = np.arange(256, dtype=np.uint8).view(dtype)
-    result = function(p, values[:, None], values[None, :])
-    return np.ascontiguousarray(result).view(np.uint8)
-
-
-def _binary(function: Callable, p: AddSubParams | MulParams, a: np.ndarray, b: np.ndarray,
+def _binary(formula: Callable, p: AddSubParams | MulParams, a: np.ndarray, b: np.ndarray,
             out: np.ndarray | None) -> np.ndarray:
     shape = np.broadcast_shapes(a.shape, b.shape)
     out = output(out, shape, a.dtype)
     if out.size == 0:
         return out
-    lookup = table(function, p, a.dtype)
+    lookup = lookup_table(formula, p, a.dtype).view(np.uint8).reshape(256, 256)  # as raw bytes
     a_bytes = np.ascontiguousarray(a).view(np.uint8)
     b_bytes = np.ascontiguousarray(b).view(np.uint8)
     out_bytes = out.reshape(-1).view(np.uint8)

@@ -1,14 +1,13 @@
 """Fast twins of kernels/integer/quantize.py.
 
 QUANTIZE float32 -> int per tensor is one Numba pass doing the reference's steps per element.
-Requantizing 8-bit values can only meet 256 inputs: the twin runs the reference kernel on all
-of them once per prepared op and looks the input up, the same integers by construction.
+Requantizing 8-bit values can only meet 256 inputs: the twin looks every input up in the
+reference's table of them all (requantize_table), the same integers by construction.
 DEQUANTIZE is already a single NumPy pass and stays NumPy's.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -33,15 +32,6 @@ def quantized_quantize(p: reference.AffineParams, x: np.ndarray, out: np.ndarray
     return out
 
 
-@functools.lru_cache(maxsize=256)
-def requantize_table(p: reference.RequantizeParams, dtype: np.dtype) -> np.ndarray:
-    """The reference kernel's output for every 8-bit input, indexed by the raw byte."""
-    values = np.arange(256, dtype=np.uint8).view(dtype)
-    table = reference.requantize(p, values)
-    table.flags.writeable = False
-    return table
-
-
 def quantized_requantize(p: reference.RequantizeParams, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     if x.dtype.itemsize != 1:
         result = reference.requantize(p, x)
@@ -50,7 +40,7 @@ def quantized_requantize(p: reference.RequantizeParams, x: np.ndarray, out: np.n
         np.copyto(out, result)
         return out
     out = output(out, x.shape, p.dtype)
-    np.take(requantize_table(p, x.dtype), x.view(np.uint8), out=out)
+    np.take(reference.requantize_table(p, x.dtype), x.view(np.uint8), out=out)
     return out
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from npdeeplab.kernels.integer.resize import (
     QuantizedBilinearParams,
     QuantizedNearestParams,
+    exact_blend_bits,
     float_taps,
     integer_taps,
 )
@@ -61,7 +62,8 @@ def prepare_quantized_resize_bilinear(ctx: OpContext) -> PreparedOp:
                 f"resizing {axis} {size} to {out_h if axis == 'height' else out_w}: LiteRT's {x.dtype.name} kernel "
                 f"would read source index {int(lower.max())}, past the input"
             )
-    params = QuantizedBilinearParams(out_h, out_w, y0, y1, wy, x0, x1, wx)
+    blend_bits = exact_blend_bits(wy, wx) if x.dtype == UINT8 else None
+    params = QuantizedBilinearParams(out_h, out_w, y0, y1, wy, x0, x1, wx, blend_bits)
     return ctx.prepared(kernel, params, [x], shape, x.dtype)
 
 
