@@ -282,6 +282,26 @@ def float64_rescaling_is_exact(
     return True
 
 
+def float64_rescaling_constants(
+    multiplier: np.ndarray | int, shift: np.ndarray | int, addend: np.ndarray | int = 0, offset: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(scale, start, step, threshold) of multiply_by_quantized_multiplier_float64's one-floor form,
+    per channel (r = -shift):
+
+        scale = M * 2**-(31+r)          start = addend * scale + 2**-(r+1) + 1/2 [r > 0] + offset
+        step = 2**-r [r > 0]            threshold = 1/2 + offset
+
+    so that the result is floor(x * scale + start - step [y < threshold]), y the sum before it.
+    Worked out once where multiplier, shift and addend are constants (a convolution's prepare).
+    """
+    right = -np.asarray(shift, dtype=np.int64)
+    scale = np.ldexp(np.asarray(multiplier, dtype=np.float64), -31 - right)  # exact
+    start = np.asarray(addend, dtype=np.float64) * scale + np.ldexp(1.0, -right - 1) + offset
+    start += np.where(right > 0, 0.5, 0.0)
+    step = np.where(right > 0, np.ldexp(1.0, -right), 0.0)
+    return scale, start, step, 0.5 + offset
+
+
 def multiply_by_quantized_multiplier_float64(
     x: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int,
     addend: np.ndarray | int = 0, offset: int = 0, low: int | None = None,
@@ -300,12 +320,9 @@ def multiply_by_quantized_multiplier_float64(
     float64_rescaling_is_exact says so (x exact integers, e.g. float32 sums below 2**24), and then
     cheaper than the int64 form: fewer passes, no 64-bit integer multiplies.
     """
-    right = -np.asarray(shift, dtype=np.int64)
-    scale = np.ldexp(np.asarray(multiplier, dtype=np.float64), -31 - right)  # M * 2**-(31+r), exact
-    constant = np.asarray(addend, dtype=np.float64) * scale + np.ldexp(1.0, -right - 1) + offset
-    constant += np.where(right > 0, 0.5, 0.0)
+    scale, start, step, threshold = float64_rescaling_constants(multiplier, shift, addend, offset)
     y = np.multiply(x, scale, dtype=np.float64)
-    y += constant
+    y += start
     if low is None or low < offset:  # RoundingDivideByPOT's negative case
-        y -= np.where(right > 0, np.ldexp(1.0, -right), 0.0) * (y < 0.5 + offset)
+        y -= step * (y < threshold)
     return np.floor(y, out=y)

@@ -29,7 +29,7 @@ import numpy as np
 from npdeeplab.kernels.bands import row_bands
 from npdeeplab.kernels.conv import padding_fits
 from npdeeplab.kernels.fixed_point import (
-    multiply_by_quantized_multiplier_float64,
+    float64_rescaling_constants,
     multiply_by_quantized_multiplier_floor,
     wrap_int32,
 )
@@ -67,6 +67,7 @@ class QuantizedConvParams:
     wraps: bool  # acc + bias may leave int32 (it wraps in C); False when prepare bounded it
     float64_exact: bool  # the rescaling may run in float64 (fixed_point.float64_rescaling_is_exact)
     filter: ShiftedFilter | None = None  # for constant filters
+    rescaling: FloatRescaling | None = None  # for constant biases, where float64_exact
 
 
 def shift_filter(p: QuantizedConvParams, w: np.ndarray, depthwise: bool, input_dtype: np.dtype) -> ShiftedFilter:
@@ -149,61 +150,150 @@ def depthwise_conv2d_quantized(
 
     x [N,H,W,Cin], w [1,KH,KW,Cin*m]: output channel c reads input channel c // m. The taps are
     summed in float32 when the filter's bound keeps every partial sum exact, else in float64.
+
+    The input, shifted by its zero point and padded with zeros (so that a tap outside the input
+    adds 0, as the reference skips it), is read through a strided view of every window,
+    [KH, KW, OH, OW, C]; np.einsum multiplies it by the taps and sums over (ky, kx) in one pass
+    per tap. Any order of those additions gives the same sums: all are exact integers. Without a
+    horizontal stride a row's OW*C values are one run in memory, and the view is flattened to it.
     """
     f = p.filter or shift_filter(p, w, True, x.dtype)
     win = p.window
-    taps = f.matrix.reshape(win.filter_h, win.filter_w, -1)
-    multiplier = w.shape[3] // x.shape[3]
+    cout = w.shape[3]
+    if cout > x.shape[3]:
+        x = np.repeat(x, cout // x.shape[3], axis=3)  # output channel c reads input channel c // m
     exact = np.float32 if f.bound < FLOAT32_EXACT else np.float64
-    xs = np.add(x, exact(p.input_offset), dtype=exact)
-    if multiplier > 1:
-        xs = np.repeat(xs, multiplier, axis=3)
-    out = np.empty((x.shape[0], win.out_h, win.out_w, w.shape[3]), dtype=x.dtype)
-    bands = row_bands(np.broadcast_to(exact(0), (1, win.out_h, win.out_w, w.shape[3])))  # by shape alone
-    sums = np.empty((x.shape[0], bands[0].stop, win.out_w, w.shape[3]), dtype=exact)
-    product = np.empty_like(sums)
-    # Each tap's weights repeated along a whole output row: every multiply below then runs over
-    # rows of OW*C contiguous values instead of C at a time (NumPy's inner loops are short otherwise).
+    taps = f.matrix.reshape(win.filter_h, win.filter_w, cout).astype(exact)
+    if not padding_fits(win, x.shape):
+        return requantize(p, _depthwise_sums_by_taps(win, taps, np.add(x, exact(p.input_offset), dtype=exact)),
+                          b, x.dtype)
+    padded = pad_for_window(x, win, value=-p.input_offset)  # the zero point: 0 once shifted
+    windows = window_patches(np.add(padded, exact(p.input_offset), dtype=exact), win).transpose(0, 3, 4, 1, 2, 5)
+    # Each tap's weights repeated along a whole output row: einsum's inner loop then runs over a
+    # row of OW*C contiguous values instead of C at a time.
     row_taps = np.repeat(taps[:, :, None, :], win.out_w, axis=2)  # [KH, KW, OW, C]
-    taps_inside = window_taps(win, x.shape[1], x.shape[2])
-    for band_rows in bands:  # band by band: from the first tap to the rescaling, a band stays in cache
-        band = sums[:, : band_rows.stop - band_rows.start]
-        band[...] = 0
-        for ky, kx, rows, columns in taps_inside:
-            part = rows.within(band_rows.start, band_rows.stop)
-            if part is not None:
-                term = product[:, : part.out_stop - part.out_start, : columns.out_stop - columns.out_start]
-                np.multiply(xs[:, part.inputs, columns.inputs], row_taps[ky, kx, columns.outputs], out=term)
-                band[:, part.outputs, columns.outputs] += term
-        rescale(p, band, b, out[:, band_rows])
+    subscripts = "yxhwc,yxwc->hwc"
+    if win.stride_w == 1:
+        windows = windows.reshape(*windows.shape[:4], -1)  # a view: (ow, c) are one run of memory
+        row_taps = row_taps.reshape(win.filter_h, win.filter_w, -1)
+        subscripts = "yxhj,yxj->hj"
+    out = np.empty((x.shape[0], win.out_h, win.out_w, cout), dtype=x.dtype)
+    bands = row_bands(np.broadcast_to(exact(0), (1, win.out_h, win.out_w, cout)))  # by shape alone
+    sums = np.empty((bands[0].stop, *windows.shape[4:]), dtype=exact)
+    rescaling = float_rescaling(p, b, win.out_w, cout)
+    for n in range(x.shape[0]):
+        for rows in bands:  # band by band: from the first tap to the rescaling, a band stays in cache
+            band = sums[: rows.stop - rows.start]
+            np.einsum(subscripts, windows[n, :, :, rows], row_taps, out=band)
+            rescale(p, band.reshape(-1, win.out_w, cout), b, out[n, rows], rescaling)
     return out
+
+
+def _depthwise_sums_by_taps(win: Window, taps: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """The depthwise sums tap by tap, over only the outputs whose tap lands inside the input:
+    for dilations so large that padding the input would not fit in memory."""
+    sums = np.zeros((xs.shape[0], win.out_h, win.out_w, xs.shape[3]), dtype=taps.dtype)
+    for ky, kx, rows, columns in window_taps(win, xs.shape[1], xs.shape[2]):
+        sums[:, rows.outputs, columns.outputs] += xs[:, rows.inputs, columns.inputs] * taps[ky, kx]
+    return sums
+
+
+@dataclass(frozen=True, eq=False)
+class FloatRescaling:
+    """fixed_point.multiply_by_quantized_multiplier_float64's constants for output channel c, with
+    the bias and the output zero point folded in (M = multiplier[c], r = -shift[c] >= 0):
+
+        y = acc * scale + start,       scale = M * 2**-(31+r),
+                                       start = bias[c] * scale + 2**-(r+1) + 1/2 [r > 0] + output_offset
+        y -= step where y < threshold  (step = 2**-r [r > 0], threshold = 1/2 + output_offset)
+        out = clamp(floor(y), act_min, act_max)
+
+    is clamp(MultiplyByQuantizedMultiplier(acc + bias[c], M, -r) + output_offset, act_min, act_max)
+    where prepare proved it (QuantizedConvParams.float64_exact): every value above is then a
+    multiple of 2**-(31+r) below 2**53 of them, exact in float64, and |y| < 2**22. The second line,
+    RoundingDivideByPOT's negative case, only changes results <= output_offset; step is None when
+    act_min clamps those away. The constants are laid out along a whole output row (width x
+    channels), so that every pass runs over rows, not over C values at a time.
+    """
+
+    scale: np.ndarray | float  # float64 [W*C], or one value for all channels
+    start: np.ndarray  # float64 [W*C]
+    step: np.ndarray | float | None
+    threshold: float
+    width: int  # W
+    bias: np.ndarray | None  # the bias folded into start
+
+
+def float_rescaling(p: QuantizedConvParams, b: np.ndarray | None, width: int, channels: int) -> FloatRescaling | None:
+    """The float64 rescaling's constants for rows of `width` pixels: worked out at prepare for a
+    constant bias (p.rescaling), else here; None where they are not exact (the int64 form runs)."""
+    if not p.float64_exact:
+        return None
+    if p.rescaling is not None and p.rescaling.bias is b and p.rescaling.width == width:
+        return p.rescaling
+    scale, start, step, threshold = float64_rescaling_constants(
+        _same_or_each(p.multiplier), _same_or_each(p.shift), 0 if b is None else b, p.output_offset)
+    start = np.broadcast_to(start, (channels,))
+
+    def along_row(value: np.ndarray) -> np.ndarray | float:
+        return float(value) if value.ndim == 0 else np.tile(value, width)
+
+    negative = p.act_min < p.output_offset  # else the clamp hides RoundingDivideByPOT's negative case
+    return FloatRescaling(along_row(scale), along_row(start), along_row(step) if negative else None,
+                          threshold, width, b)
 
 
 def requantize(p: QuantizedConvParams, sums: np.ndarray, b: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
     """out = clamp(MultiplyByQuantizedMultiplier(acc + bias, M, shift) + output_offset), the
     kernels' last step, row band by row band; acc arrives as exact integers in floats."""
     out = np.empty(sums.shape, dtype=dtype)
+    rescaling = float_rescaling(p, b, sums.shape[2], sums.shape[3])
     for rows in row_bands(sums):
-        rescale(p, sums[:, rows], b, out[:, rows])
+        rescale(p, sums[:, rows], b, out[:, rows], rescaling)
     return out
 
 
-def rescale(p: QuantizedConvParams, acc: np.ndarray, b: np.ndarray | None, out: np.ndarray) -> None:
-    """out[...] = requantize's result for one band: in float64 where prepare proved that exact
-    (the usual case), else in int64."""
+def rescale(p: QuantizedConvParams, acc: np.ndarray, b: np.ndarray | None, out: np.ndarray,
+            rescaling: FloatRescaling | None) -> None:
+    """out[...] = requantize's result for one band, acc and out [..., W, C] with (W, C) contiguous:
+    in float64 where prepare proved that exact (`rescaling`, see FloatRescaling), else in int64."""
+    if rescaling is None:
+        _rescale_int64(p, acc, b, out)
+        return
+    acc, out = _rows(acc), _rows(out)
+    y = np.multiply(acc, rescaling.scale, dtype=np.float64)
+    y += rescaling.start
+    _round_and_clamp(p, y, rescaling, out)
+
+
+def _round_and_clamp(p: QuantizedConvParams, y: np.ndarray, rescaling: FloatRescaling, out: np.ndarray) -> None:
+    """out = clamp(floor(y - step [y < threshold])), FloatRescaling's last two lines, y in place."""
+    if rescaling.step is not None:
+        y -= rescaling.step * (y < rescaling.threshold)
+    if p.act_min < 0:
+        np.floor(y, out=y)
+    # To int32, which truncates toward zero: floor(y) for y >= 0, and for act_min >= 0 every y
+    # below 0 clamps to act_min either way. Then the clamp, into the output type.
+    whole = np.empty(y.shape, dtype=np.int32)
+    np.copyto(whole, y, casting="unsafe")
+    np.clip(whole, p.act_min, p.act_max, out=out, casting="unsafe")
+
+
+def _rescale_int64(p: QuantizedConvParams, acc: np.ndarray, b: np.ndarray | None, out: np.ndarray) -> None:
     multiplier, shift = _same_or_each(p.multiplier), _same_or_each(p.shift)  # uint8: one for all channels
-    if p.float64_exact:
-        scaled = multiply_by_quantized_multiplier_float64(acc, multiplier, shift, 0 if b is None else b,
-                                                          p.output_offset, low=p.act_min)
-    else:
-        acc = acc.astype(np.int64)
-        if b is not None:
-            acc += b
-        if p.wraps:
-            acc = wrap_int32(acc)  # int32 `acc += bias` in C
-        scaled = multiply_by_quantized_multiplier_floor(acc, multiplier, shift)
-        scaled += p.output_offset
+    acc = acc.astype(np.int64)
+    if b is not None:
+        acc += b
+    if p.wraps:
+        acc = wrap_int32(acc)  # int32 `acc += bias` in C
+    scaled = multiply_by_quantized_multiplier_floor(acc, multiplier, shift)
+    scaled += p.output_offset
     out[...] = np.clip(scaled, p.act_min, p.act_max, out=scaled)
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    """[..., W, C] as [..., W*C]: a view, as the kernels' bands keep (W, C) contiguous."""
+    return a.reshape(*a.shape[:-2], a.shape[-2] * a.shape[-1])
 
 
 def _same_or_each(values: np.ndarray) -> np.ndarray | int:

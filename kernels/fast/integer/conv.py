@@ -28,6 +28,7 @@ from numba import prange
 
 from npdeeplab.kernels.fast.buffers import output
 from npdeeplab.kernels.fast.config import parallel, serial
+from npdeeplab.kernels.fixed_point import float64_rescaling_constants
 from npdeeplab.kernels.integer import conv as reference
 from npdeeplab.kernels.integer.conv import QuantizedConvParams, ShiftedFilter, shift_filter
 from npdeeplab.kernels.windows import Window
@@ -148,11 +149,9 @@ def _rescaling_constants(p: QuantizedConvParams, b: np.ndarray | None, channels:
     bias = np.zeros(channels, np.int64) if b is None else b.astype(np.int64)
     floats, ints = np.zeros(0, np.float64), np.zeros(0, np.int64)
     if p.float64_exact:  # fixed_point.multiply_by_quantized_multiplier_float64, bias and zero point folded
-        scale = np.ldexp(p.multiplier.astype(np.float64), -31 - right)
-        start = bias * scale + np.ldexp(1.0, -right - 1) + np.where(right > 0, 0.5, 0.0) + p.output_offset
-        step = np.where(right > 0, np.ldexp(1.0, -right), 0.0)
+        scale, start, step, threshold = float64_rescaling_constants(p.multiplier, p.shift, bias, p.output_offset)
         negative = p.act_min < p.output_offset  # else the negative case is clamped away
-        floating = (scale, start, step, 0.5 + p.output_offset, negative, float(p.act_min), float(p.act_max))
+        floating = (scale, start, step, threshold, negative, float(p.act_min), float(p.act_max))
         return (True, *floating, ints, ints, ints, ints, ints, ints, 0, 0, 0, False)
     up = (1 << 30) + np.where(right > 0, np.int64(1) << (30 + right), 0)  # fixed_point's _floor form
     down = up - np.where(right > 0, 1 << 31, 0)

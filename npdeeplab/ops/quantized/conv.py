@@ -19,12 +19,19 @@ as uint8) are refused.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
 from npdeeplab.kernels.fixed_point import INT32_MAX, float64_rescaling_is_exact, quantize_multiplier
-from npdeeplab.kernels.integer.conv import QuantizedConvParams, ShiftedFilter, largest_shifted_input, shift_filter
+from npdeeplab.kernels.integer.conv import (
+    QuantizedConvParams,
+    ShiftedFilter,
+    float_rescaling,
+    largest_shifted_input,
+    shift_filter,
+)
 from npdeeplab.model.ir import TensorInfo
 from npdeeplab.ops.base import OpContext, PreparedOp, register
 from npdeeplab.ops.conv import convolution_macs, make_window
@@ -116,6 +123,9 @@ def _prepare(ctx: OpContext, x: TensorInfo, w: TensorInfo, b: TensorInfo | None,
         window, -z_in, filter_offset, z_out, multipliers, shifts, low, high, wraps=bound > INT32_MAX,
         float64_exact=float64_rescaling_is_exact(bound, multipliers, shifts, z_out), filter=shifted,
     )
+    if b is None or b.is_constant:  # the float64 rescaling's constants, laid out along an output row
+        bias = None if b is None else b.data
+        params = dataclasses.replace(params, rescaling=float_rescaling(params, bias, window.out_w, cout))
     shape = (x.shape[0], window.out_h, window.out_w, cout)
     macs = convolution_macs(ctx.op.kind, x.shape, w.shape, shape)
     return ctx.prepared(kernel, params, [x, w, b], shape, x.dtype, macs)
