@@ -276,8 +276,9 @@ def float64_rescaling_is_exact(
     exactly representable multiple of 2**-(31+r)."""
     pairs = np.broadcast_arrays(np.asarray(multiplier, dtype=np.int64), np.asarray(shift, dtype=np.int64))
     for m, s in zip(pairs[0].reshape(-1).tolist(), pairs[1].reshape(-1).tolist(), strict=True):
-        numerator = bound * m + (1 << 30) + (1 << (30 - s)) + (1 << 31) + abs(offset) * (1 << (31 - s))
-        if s > 0 or numerator >= 1 << 53:
+        if s > 0:  # a left shift (multipliers from 1 up): the int64 form runs
+            return False
+        if bound * m + (1 << 30) + (1 << (30 - s)) + (1 << 31) + abs(offset) * (1 << (31 - s)) >= 1 << 53:
             return False
     return True
 

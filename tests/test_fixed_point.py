@@ -246,5 +246,6 @@ def test_float64_form_where_exact(multiplier, shift, offset, seed, ties):
 
 def test_float64_form_is_not_exact_with_left_shifts_or_large_bounds():
     assert not float64_rescaling_is_exact(10, 1 << 30, 1)
+    assert not float64_rescaling_is_exact(10, 1 << 30, 31)  # the largest shift: no negative shift count
     assert not float64_rescaling_is_exact(1 << 23, INT32_MAX, -1)  # 2**23 * 2**31 > 2**53
     assert float64_rescaling_is_exact(1 << 20, INT32_MAX, -9, 255)

@@ -170,6 +170,11 @@ EXPLICIT = {
     # Rescaling: real multipliers flushed to 0 (below 2**-32), left shifts that wrap in int32, exact ties.
     "multiplier_flushed_to_zero": case_of(scales=(1e-5, 1e-5, 10.0), zero_points=(0, 255, 17)),
     "left_shift_wraps": case_of(scales=(10.0, 10.0, 1e-5), zero_points=(255, 0, 0), activation="RELU"),
+    # A real multiplier of 1.5e9, in [2**30, 2**31): shift 31, the largest LiteRT accepts (found by the
+    # fuzz). s_in * s_w = 1.25 exactly, so that the bias scale passes LiteRT's check at this output scale.
+    "left_shift_31": case_of(scales=(2.0**13, 1.25 * 2.0**-13, 1.25 / 1.5e9), zero_points=(128, 120, 3)),
+    "left_shift_31_depthwise": case_of(multiplier=2, scales=(2.0**13, 1.25 * 2.0**-13, 1.25 / 1.5e9),
+                                       activation="RELU"),
     "halves": case_of(scales=(0.5, 0.5, 1.0), zero_points=(128, 128, 128), kernel=(1, 1)),
     "halves_int8": case_of(scales=(0.25, 0.5, 1.0), zero_points=(0, 0, 0), kernel=(1, 1), dtype="int8"),
     # Large biases: acc + bias beyond float64's exact rescaling, the int64 path.
