@@ -9,6 +9,7 @@ over its timeout ("hang"), or a MemoryError / the memory limit ("memory").
 
 The stages, one module each:
   seeds.py             the shared models, and builder-made single-op models of every supported kind
+  quantized_seeds.py   builders of quantized single-op models, one per quantized kind ("q:CONV_2D")
   fields.py            the flatbuffer's fields (byte offsets of real fields, walked with the schema)
   mutate_bytes.py      byte-level mutations and splices
   ir_edits.py          small edits of the IR used by

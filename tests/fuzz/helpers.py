@@ -47,3 +47,56 @@ def normalise_message(message: str, limit: int = 110) -> str:
     text = re.sub(r"\[[^\[\]]*\]", "[…]", text)
     text = re.sub(r"(?<!\w)-?\d+(\.\d+)?(e[-+]?\d+)?(?!\w)", "N", text)
     return text[:limit]
+
+
+# --- op parameters both seed tables draw (seeds.py: float, quantized_seeds.py: quantized) -----------
+
+ACTIVATIONS = ("NONE", "NONE", "RELU", "RELU6", "RELU_N1_TO_1")
+
+
+def window_options(rng: np.random.Generator) -> dict[str, Any]:
+    return {
+        "padding": pick(rng, ["SAME", "VALID"]),
+        "stride_h": int(rng.integers(1, 4)),
+        "stride_w": int(rng.integers(1, 4)),
+        "fused_activation_function": pick(rng, ACTIVATIONS),
+    }
+
+
+def conv_geometry(rng: np.random.Generator, kind: str) -> tuple[tuple[int, ...], tuple[int, ...], dict[str, Any]]:
+    """(input shape, filter shape, options) of a CONV_2D (1 or 2 groups) or DEPTHWISE_CONV_2D
+    (multiplier 1-3): a 1-8 x 1-8 input, a 1-3 x 1-3 kernel, strides 1-3, dilations 1-2."""
+    n, h, w = int(rng.integers(1, 3)), int(rng.integers(1, 9)), int(rng.integers(1, 9))
+    kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    options = window_options(rng)
+    options["dilation_h_factor"], options["dilation_w_factor"] = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+    if kind == "CONV_2D":
+        groups = pick(rng, [1, 1, 1, 2])
+        cin, cout = groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 4))
+        weights = (cout, kh, kw, cin // groups)
+    else:
+        cin, multiplier = int(rng.integers(1, 5)), int(rng.integers(1, 4))
+        weights = (1, kh, kw, cin * multiplier)
+        options["depth_multiplier"] = multiplier
+    return (n, h, w, cin), weights, options
+
+
+def filter_axis(kind: str) -> int:
+    """The filter's output-channel axis: 0 in CONV_2D's [Cout, KH, KW, Cin], 3 in DEPTHWISE_CONV_2D's
+    [1, KH, KW, Cout]."""
+    return 0 if kind == "CONV_2D" else 3
+
+
+def broadcast_shapes(rng: np.random.Generator) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Two shapes of rank 0-4 that broadcast: some of the first's dimensions set to 1 in the second,
+    which may also drop the leading one; sometimes swapped."""
+    a_shape = random_shape(rng, int(rng.integers(0, 5)))
+    b_shape = tuple([1 if chance(rng, 0.3) else d for d in a_shape][int(rng.integers(0, 2)) :])
+    if chance(rng, 0.2):
+        a_shape, b_shape = b_shape, a_shape
+    return a_shape, b_shape
+
+
+def reduction_axes(rng: np.random.Generator, rank: int) -> list[int]:
+    """1 to `rank` distinct axes in random order, some of them negative."""
+    return [int(a) - (rank if chance(rng, 0.3) else 0) for a in rng.permutation(rank)[: int(rng.integers(1, rank + 1))]]

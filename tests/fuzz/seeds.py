@@ -1,9 +1,10 @@
 """Seeds: the shared models, and builder-made single-op models.
 
-A builder-made seed is a fresh one-op model of a supported kind (every kind in
-npdeeplab.ops.SUPPORTED_OPS has a builder in SEED_BUILDERS) with random valid shapes and options;
-it is loaded once here (which prepares and plans memory but runs no kernel) so that what a case
-mutates is a model npdeeplab accepts.
+A builder-made seed is a fresh one-op model of a supported kind with random valid shapes and
+options: every kind in npdeeplab.ops.SUPPORTED_OPS has a float builder in SEED_BUILDERS, every
+kind in QUANTIZED_PREPARERS a quantized one in quantized_seeds.QUANTIZED_SEED_BUILDERS (as
+"q:<kind>"). It is loaded once here (which prepares and plans memory but runs no kernel) so that
+what a case mutates is a model npdeeplab accepts.
 """
 
 from __future__ import annotations
@@ -22,9 +23,22 @@ from npdeeplab.errors import ModelError
 from npdeeplab.model.builder import GraphBuilder
 from npdeeplab.model.ir import Model
 from npdeeplab.model.loader import load_model
-from npdeeplab.ops import SUPPORTED_OPS
+from npdeeplab.ops import SUPPORTED_OPS, SUPPORTED_QUANTIZED_OPS
 
-from .helpers import chance, normalise_message, pick, random_array, random_shape
+from .helpers import (
+    ACTIVATIONS,
+    broadcast_shapes,
+    chance,
+    conv_geometry,
+    filter_axis,
+    normalise_message,
+    pick,
+    random_array,
+    random_shape,
+    reduction_axes,
+    window_options,
+)
+from .quantized_seeds import QUANTIZED_PREFIX, QUANTIZED_SEED_BUILDERS
 
 SHARED_MODELS = Path(npdeeplab.__file__).resolve().parents[2] / "shared" / "models"  # next to the repository
 FLOAT_SEED = "deeplabv3_257_mv_gpu.tflite"
@@ -34,50 +48,26 @@ OTHER_SEEDS = (
 )
 
 
-ACTIVATIONS = ("NONE", "NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 F32, I32, I64 = np.dtype(np.float32), np.dtype(np.int32), np.dtype(np.int64)
 
 
 def build_binary(rng: np.random.Generator, kind: str, g: GraphBuilder) -> None:
     dtype = pick(rng, [F32, F32, F32, I32, I64])
-    a_shape = random_shape(rng, int(rng.integers(0, 5)))
-    b_shape = [1 if chance(rng, 0.3) else d for d in a_shape][int(rng.integers(0, 2)) :]
-    if chance(rng, 0.2):
-        a_shape, b_shape = tuple(b_shape), a_shape
+    a_shape, b_shape = broadcast_shapes(rng)
     a = g.add_input("a", a_shape, dtype)
-    b = g.add_constant("b", random_array(rng, tuple(b_shape), dtype)) if chance(rng, 0.5) else g.add_input(
-        "b", tuple(b_shape), dtype
+    b = g.add_constant("b", random_array(rng, b_shape, dtype)) if chance(rng, 0.5) else g.add_input(
+        "b", b_shape, dtype
     )
     activation = pick(rng, ACTIVATIONS) if dtype == F32 else "NONE"
     g.mark_outputs(g.add_op(kind, [a, b], fused_activation_function=activation))
 
 
-def window_options(rng: np.random.Generator) -> dict[str, Any]:
-    return {
-        "padding": pick(rng, ["SAME", "VALID"]),
-        "stride_h": int(rng.integers(1, 4)),
-        "stride_w": int(rng.integers(1, 4)),
-        "fused_activation_function": pick(rng, ACTIVATIONS),
-    }
-
-
 def build_conv(rng: np.random.Generator, kind: str, g: GraphBuilder) -> None:
-    n, h, w = int(rng.integers(1, 3)), int(rng.integers(1, 9)), int(rng.integers(1, 9))
-    kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
-    options = window_options(rng)
-    options["dilation_h_factor"], options["dilation_w_factor"] = int(rng.integers(1, 3)), int(rng.integers(1, 3))
-    if kind == "CONV_2D":
-        groups = pick(rng, [1, 1, 1, 2])
-        cin, cout = groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 4))
-        weights = (cout, kh, kw, cin // groups)
-    else:
-        cin, multiplier = int(rng.integers(1, 5)), int(rng.integers(1, 4))
-        cout = cin * multiplier
-        weights = (1, kh, kw, cout)
-        options["depth_multiplier"] = multiplier
-    x = g.add_input("x", (n, h, w, cin))
+    x_shape, weights, options = conv_geometry(rng, kind)
+    x = g.add_input("x", x_shape)
     inputs = [x, g.add_constant("w", rng.standard_normal(weights).astype(np.float32))]
     if chance(rng, 0.8):
+        cout = weights[filter_axis(kind)]
         inputs.append(g.add_constant("bias", rng.uniform(-1, 1, cout).astype(np.float32)))
     g.mark_outputs(g.add_op(kind, inputs, **options))
 
@@ -91,8 +81,7 @@ def build_pool(rng: np.random.Generator, kind: str, g: GraphBuilder) -> None:
 
 def build_mean(rng: np.random.Generator, kind: str, g: GraphBuilder) -> None:
     shape = random_shape(rng, int(rng.integers(1, 5)))
-    rank = len(shape)
-    axes = [int(a) - (rank if chance(rng, 0.3) else 0) for a in rng.permutation(rank)[: int(rng.integers(1, rank + 1))]]
+    axes = reduction_axes(rng, len(shape))
     x = g.add_input("x", shape)
     axis = g.add_constant("axes", np.array(axes, pick(rng, [I32, I64])))
     g.mark_outputs(g.add_op(kind, [x, axis], keep_dims=chance(rng, 0.5)))
@@ -242,11 +231,28 @@ BUILDER_ATTEMPTS = 30
 
 
 def builder_kinds() -> list[str]:
-    """Every supported kind we can build; a kind the engine gains without a builder is an error."""
+    """Every kind we can build, float ("CONV_2D") then quantized ("q:CONV_2D"); a kind the engine
+    gains (a float preparer, or a quantized one) without a builder is an error."""
     missing = sorted(set(SUPPORTED_OPS) - set(SEED_BUILDERS))
+    missing += sorted(QUANTIZED_PREFIX + k for k in set(SUPPORTED_QUANTIZED_OPS) - set(quantized_kinds()))
     if missing:
-        raise RuntimeError(f"no fuzz seed builder for {', '.join(missing)}: add one to SEED_BUILDERS")
-    return sorted(SEED_BUILDERS)
+        raise RuntimeError(
+            f"no fuzz seed builder for {', '.join(missing)}: add one to SEED_BUILDERS (seeds.py) or, for "
+            f"{QUANTIZED_PREFIX}<kind>, to QUANTIZED_SEED_BUILDERS (quantized_seeds.py)"
+        )
+    return sorted(SEED_BUILDERS) + sorted(QUANTIZED_SEED_BUILDERS)
+
+
+def quantized_kinds() -> list[str]:
+    """The op kinds of QUANTIZED_SEED_BUILDERS, without their prefix."""
+    return [key.removeprefix(QUANTIZED_PREFIX) for key in QUANTIZED_SEED_BUILDERS]
+
+
+def seed_builder(kind: str) -> tuple[Callable[[np.random.Generator, str, GraphBuilder], None], str]:
+    """The builder of a builder kind ("CONV_2D" or "q:CONV_2D") and the op kind it adds."""
+    if kind.startswith(QUANTIZED_PREFIX):
+        return QUANTIZED_SEED_BUILDERS[kind], kind.removeprefix(QUANTIZED_PREFIX)
+    return SEED_BUILDERS[kind], kind
 
 
 class FuzzBuilder(GraphBuilder):
@@ -255,9 +261,10 @@ class FuzzBuilder(GraphBuilder):
     shape and dtype instead and the error counted in `notes`, so the model is still written and
     a child meets the same error in a case, with a reproducer."""
 
-    def __init__(self, notes: Counter) -> None:
+    def __init__(self, notes: Counter, label: str = "") -> None:
         super().__init__()
         self.notes = notes
+        self.label = label  # the builder kind ("q:CONV_2D") the notes name; else the op kind
         self.engine_failed = False
 
     def add_op(self, kind: str, inputs: Any, options: Any = None, **fields: Any) -> int:
@@ -266,19 +273,22 @@ class FuzzBuilder(GraphBuilder):
         except ModelError:
             raise
         except Exception as error:  # noqa: BLE001 - a preparer bug, handed on to the fuzz case
-            self.notes[f"builder {kind}: {type(error).__name__}: {normalise_message(str(error))}"] += 1
+            self.notes[f"builder {self.label or kind}: {type(error).__name__}: {normalise_message(str(error))}"] += 1
             self.engine_failed = True
             first = self.tensors[inputs[0]]
-            return super().add_op(kind, inputs, options, output_shape=first.shape, output_dtype=first.dtype, **fields)
+            declared = {"output_shape": first.shape, "output_dtype": first.dtype, **fields}  # QUANTIZE gives a dtype
+            return super().add_op(kind, inputs, options, **declared)
 
 
 def build_single_op_model(rng: np.random.Generator, kind: str, notes: Counter) -> Model:
-    """A one-op model of this kind that npdeeplab loads; random parameters it refuses (in the
-    builder's preparer, or in the graph-level checks of loading) are drawn again."""
+    """A one-op model of this builder kind ("CONV_2D", or "q:CONV_2D" for its quantized form) that
+    npdeeplab loads; random parameters it refuses (in the builder's preparer, or in the graph-level
+    checks of loading) are drawn again."""
+    builder, op_kind = seed_builder(kind)
     for _ in range(BUILDER_ATTEMPTS):
-        g = FuzzBuilder(notes)
+        g = FuzzBuilder(notes, kind)
         try:
-            SEED_BUILDERS[kind](rng, kind, g)
+            builder(rng, op_kind, g)
             model = g.build()
             if not g.engine_failed:  # loading prepares and plans memory, runs no kernel: safe before forking
                 npdeeplab.Interpreter(model=model, backend="numpy")
