@@ -23,6 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from quantized_harness import SETTINGS, check, quantized_input, run_litert, run_npdeeplab
 
+from npdeeplab import Interpreter
 from npdeeplab.errors import ModelError
 from npdeeplab.kernels.fixed_point import saturating_rounding_doubling_high_mul
 from npdeeplab.model.builder import GraphBuilder
@@ -305,3 +306,16 @@ def test_optimized_kernels_differ_from_reference() -> None:
     differ = reference != optimized
     assert 100 < np.count_nonzero(differ) < 1024
     assert np.abs(reference - optimized).max() <= np.finfo(np.float32).eps * np.abs(reference).max()
+
+
+def test_per_channel_output_counted_against_the_resized_shape() -> None:
+    """A per-channel QUANTIZE output whose input is resized: the scales are counted against the
+    shape the op produces, and a mismatch is refused at load (it crashed at invoke; found by the
+    fuzz, with a dynamic declared output shape)."""
+    g = GraphBuilder()
+    x = g.add_input("x", (4,), np.float32)
+    g.mark_outputs(g.add_op("QUANTIZE", [x], output_dtype=np.int8, output_shape=(4,),
+                            output_quantization=([0.1, 0.2, 0.3, 0.4], [0, 0, 0, 0], 0)))
+    interpreter = Interpreter(model_content=g.to_bytes(), backend="numpy")
+    with pytest.raises(ModelError, match=r"QUANTIZE.*has 4 scales for its 255 channels"):
+        interpreter.resize_tensor_input(0, [255])

@@ -8,6 +8,8 @@ DEQUANTIZE uint8, int8 (per tensor or per channel), int16 (zero point 0) -> floa
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from npdeeplab.kernels.fixed_point import quantize_multiplier
@@ -39,7 +41,10 @@ def prepare_quantize(ctx: OpContext) -> PreparedOp:
         ctx.fail(f"output ({ctx.label(out)}) has no quantization parameters")
     if x.dtype == FLOAT32:
         ctx.check(out, "output", dtypes=(UINT8, INT8, INT16))
-        return ctx.prepared("quantized_quantize", _affine(ctx, out, "output"), [x], x.shape, out.dtype)
+        # Per-channel scales are counted against the shape the op produces (the input's), which
+        # a dynamic declared output shape need not match.
+        produced = dataclasses.replace(out, shape=x.shape)
+        return ctx.prepared("quantized_quantize", _affine(ctx, produced, "output"), [x], x.shape, out.dtype)
     ctx.check(out, "output", dtypes=REQUANTIZE_OUTPUTS[x.dtype])
     (s_in, z_in), (s_out, z_out) = per_tensor(ctx, x, "input"), per_tensor(ctx, out, "output")
     if x.dtype == INT16 and out.dtype == INT16 and (z_in, z_out) != (0, 0):
