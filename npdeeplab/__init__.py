@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from npdeeplab.errors import ModelError, NpDeepLabError
 from npdeeplab.model.loader import load_model
+from npdeeplab.ops.base import OpContext, PreparedOp
+from npdeeplab.ops.custom import CustomPrepared, register_custom_op, unregister_custom_op
 from npdeeplab.runtime.interpreter import Interpreter, OpCall
 
 if TYPE_CHECKING:
@@ -45,4 +47,7 @@ def compare(model: Any, inputs: Any, **options: Any) -> "Comparison":
     return compare_with_litert(model, inputs, **options)
 
 
-__all__ = ["Interpreter", "ModelError", "NpDeepLabError", "OpCall", "load_model", "segment", "compare", "__version__"]
+__all__ = [
+    "CustomPrepared", "Interpreter", "ModelError", "NpDeepLabError", "OpCall", "OpContext", "PreparedOp", "compare",
+    "load_model", "register_custom_op", "segment", "unregister_custom_op", "__version__",
+]

@@ -110,6 +110,7 @@ class GraphBuilder:
         output_quantization: QuantizationLike = None,
         outputs: Sequence[int] | None = None,
         version: int = 1,
+        custom_options: bytes = b"",
         **fields: Any,
     ) -> int:
         """Add an op and return its output tensor (the first one, for ops with several).
@@ -120,6 +121,7 @@ class GraphBuilder:
         The output shape and dtype come from npdeeplab's preparer for the kind; give them for
         ops npdeeplab does not run (or to declare something else on purpose). outputs: existing
         tensors (from add_tensor) to write instead of new ones; nothing is inferred then.
+        custom_options: a custom op's ("CUSTOM:<code>") options bytes.
         """
         options = self._options(kind, options, fields)
         indices = tuple(-1 if i is None else int(i) for i in inputs)
@@ -127,18 +129,18 @@ class GraphBuilder:
             if i != -1 and not 0 <= i < len(self.tensors):
                 raise ModelError(f"{kind}: input tensor {i} does not exist (the graph has {len(self.tensors)})")
         if outputs is not None:
-            op = OpNode(len(self.ops), kind, version, indices, tuple(outputs), options)
+            op = OpNode(len(self.ops), kind, version, indices, tuple(outputs), options, custom_options)
             self.ops.append(op)
             return op.outputs[0]
         shapes, dtypes = self._infer_outputs(
-            kind, version, indices, options, output_shape, output_dtype, output_quantization
+            kind, version, indices, options, output_shape, output_dtype, output_quantization, custom_options
         )
         base = name or f"{kind.lower()}_{len(self.ops)}"
         created = tuple(
             self._add_tensor(base if len(shapes) == 1 else f"{base}:{k}", shape, dtype, output_quantization)
             for k, (shape, dtype) in enumerate(zip(shapes, dtypes, strict=True))
         )
-        self.ops.append(OpNode(len(self.ops), kind, version, indices, created, options))
+        self.ops.append(OpNode(len(self.ops), kind, version, indices, created, options, custom_options))
         return created[0]
 
     def mark_outputs(self, *tensors: int) -> None:
@@ -221,6 +223,7 @@ class GraphBuilder:
         shape: Sequence[int] | None,
         dtype: Any,
         quantization: QuantizationLike,
+        custom_options: bytes = b"",
     ) -> tuple[list[tuple[int, ...]], list[np.dtype]]:
         if shape is not None and dtype is not None:
             return [tuple(shape)], [np.dtype(dtype)]
@@ -235,7 +238,7 @@ class GraphBuilder:
             dtype=np.dtype(dtype) if dtype is not None else first.dtype if first is not None else np.dtype(np.float32),
             quantization=as_quantization(quantization),
         )
-        op = OpNode(len(self.ops), kind, version, inputs, (provisional.index,), options)
+        op = OpNode(len(self.ops), kind, version, inputs, (provisional.index,), options, custom_options)
         tensors = [*self.tensors, provisional]
         preparer = preparer_for(op, tensors)
         if preparer is None:

@@ -55,6 +55,7 @@ class OpNode:
     inputs: tuple[int, ...]  # -1 marks an omitted optional input
     outputs: tuple[int, ...]
     options: Any = None  # a typed dataclass from npdeeplab.model.options, or None
+    custom_options: bytes = b""  # a custom op's options, as the file stores them (opaque to the loader)
 
     def describe(self) -> str:
         return f"op {self.index} ({self.kind})"

@@ -182,7 +182,8 @@ def _decode_subgraph(
         for position, t in enumerate(outputs):
             _check_index(t, len(tensors), f"{where} op {i} ({kind}) output {position}", "tensor", "")
         options = decode_options(operator.BuiltinOptionsType(), operator.BuiltinOptions())
-        ops.append(OpNode(i, kind, versions[opcode], inputs, outputs, options))
+        custom = operator.CustomOptionsAsNumpy().tobytes() if operator.CustomOptionsLength() else b""
+        ops.append(OpNode(i, kind, versions[opcode], inputs, outputs, options, custom))
     place.what = f"the inputs and outputs of subgraph {index}"
     io = {"input": _indices(graph.InputsAsNumpy()), "output": _indices(graph.OutputsAsNumpy())}
     for role, indices in io.items():

@@ -1,7 +1,7 @@
 """Write the IR (npdeeplab.model.ir) back to .tflite bytes, through the `tflite` schema's builder functions.
 
 The reverse of npdeeplab.model.loader: `load_model(write_model(load_model(f)))` equals `load_model(f)`.
-What the IR does not hold is not written: custom options, min/max quantization ranges, sparsity,
+What the IR does not hold is not written: min/max quantization ranges, sparsity,
 operator intermediates and the options tables of ops npdeeplab.model.options does not model. LiteRT
 reads none of them for the ops npdeeplab runs.
 
@@ -249,6 +249,7 @@ def _operator(builder: flatbuffers.Builder, op: OpNode, opcodes: dict) -> int:
     inputs = _int32s(builder, op.inputs)
     outputs = _int32s(builder, op.outputs)
     options = encode_options(builder, op.options) if op.options is not None else None
+    custom = builder.CreateByteVector(op.custom_options) if op.custom_options else None
     tflite.OperatorStart(builder)
     tflite.OperatorAddOpcodeIndex(builder, opcode)
     tflite.OperatorAddInputs(builder, inputs)
@@ -257,6 +258,8 @@ def _operator(builder: flatbuffers.Builder, op: OpNode, opcodes: dict) -> int:
         union_type, table = options
         tflite.OperatorAddBuiltinOptionsType(builder, union_type)
         tflite.OperatorAddBuiltinOptions(builder, table)
+    if custom is not None:
+        tflite.OperatorAddCustomOptions(builder, custom)  # format FLEXBUFFERS (0), the schema's only one
     return tflite.OperatorEnd(builder)
 
 

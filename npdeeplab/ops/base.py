@@ -35,6 +35,7 @@ class PreparedOp:
 Preparer = Callable[["OpContext"], PreparedOp]
 PREPARERS: dict[str, Preparer] = {}  # float32 (and index or shape) ops
 QUANTIZED_PREPARERS: dict[str, Preparer] = {}  # ops on quantized uint8/int8/int16 tensors
+CUSTOM_PREPARERS: dict[str, Preparer] = {}  # "CUSTOM:<code>" kinds, filled by ops.custom.register_custom_op
 QUANTIZED_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.int16))
 # Ops whose float preparer also serves quantized tensors when no quantized preparer is registered:
 # they move or compare raw values, which is exact whatever the scale (the quantized preparers of
@@ -65,7 +66,10 @@ def is_quantized(op: OpNode, tensors: Sequence[TensorInfo]) -> bool:
 
 def preparer_for(op: OpNode, tensors: Sequence[TensorInfo]) -> Preparer | None:
     """The preparer for this op: its kind's quantized one when it touches quantized tensors (or the
-    float one, for kinds that only move raw values), else the float one; None if there is none."""
+    float one, for kinds that only move raw values), else the float one; None if there is none.
+    A custom op's preparer handles every dtype itself."""
+    if op.kind in CUSTOM_PREPARERS:
+        return CUSTOM_PREPARERS[op.kind]
     if is_quantized(op, tensors):
         if op.kind in QUANTIZED_PREPARERS:
             return QUANTIZED_PREPARERS[op.kind]

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from npdeeplab.errors import BackendError
 from npdeeplab.kernels.registry import NUMPY_KERNELS
+from npdeeplab.ops.custom import custom_kernels
 
 BACKENDS = ("auto", "numpy", "numba")
 
@@ -59,8 +60,8 @@ def kernel_table(backend: str) -> dict[str, Callable]:
             print("npdeeplab: compiling Numba kernels for this machine (once; they are cached)...", file=sys.stderr)
             warm_up()
         _announced = True
-        return {**NUMPY_KERNELS, **NUMBA_KERNELS}
-    return NUMPY_KERNELS
+        return {**NUMPY_KERNELS, **NUMBA_KERNELS, **custom_kernels(backend)}
+    return {**NUMPY_KERNELS, **custom_kernels(backend)}
 
 
 def out_kernels(backend: str) -> frozenset[str]:

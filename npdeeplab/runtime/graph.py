@@ -26,9 +26,14 @@ def check_supported(graph: Subgraph) -> None:
     if missing:
         numerics = model_numerics(graph)
         prefix = f"{numerics} model: " if numerics != "float32" else ""
+        custom = [kind for kind in missing if kind.startswith("CUSTOM:")]
+        how = (
+            f"; register a custom op with npdeeplab.register_custom_op({custom[0][7:]!r}, prepare=..., "
+            f"kernel=...)" if custom else ""
+        )
         raise ModelError(
             f"{prefix}the model uses {len(missing)} op kind{'s' if len(missing) > 1 else ''} npdeeplab does not "
-            f"support: {listing(missing)}; `npdeeplab inspect --ops` lists the supported ones"
+            f"support: {listing(missing)}; `npdeeplab inspect --ops` lists the supported ones{how}"
         )
 
 

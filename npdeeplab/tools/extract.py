@@ -102,6 +102,7 @@ def extract_ops(model: Model, first: int, last: int) -> Extraction:
             inputs=tuple(-1 if t == -1 else new_index[t] for t in op.inputs),
             outputs=tuple(new_index[t] for t in op.outputs),
             options=op.options,
+            custom_options=op.custom_options,
         )
         for k, op in enumerate(chosen)
     )

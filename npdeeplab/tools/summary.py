@@ -17,6 +17,7 @@ from npdeeplab.errors import ModelError
 from npdeeplab.model.ir import Model, OpNode, TensorInfo
 from npdeeplab.model.loader import load_model
 from npdeeplab.ops.conv import convolution_macs
+from npdeeplab.ops.custom import describe_options as describe_custom_options
 from npdeeplab.runtime.fold import is_float16_weight_dequantize
 from npdeeplab.runtime.graph import model_numerics
 from npdeeplab.runtime.interpreter import Interpreter
@@ -242,15 +243,24 @@ def _row(op: OpNode, tensors: Any, macs: int) -> OpRow:
 
 
 def _is_parameter(op: OpNode, tensor: TensorInfo) -> bool:
-    """Weights and biases count as parameters; shape, axis and size operands do not."""
+    """Weights and biases count as parameters (float16 ones where they are dequantized); shape,
+    axis and size operands do not."""
+    if op.kind == "DEQUANTIZE" or op.kind.startswith("CUSTOM:"):
+        return tensor.dtype.kind == "f"
     return op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV") or (
         op.kind in ("ADD", "SUB", "MUL", "CONCATENATION") and tensor.dtype.kind == "f"
     )
 
 
 def describe_options(op: OpNode, tensors: Any) -> str:
-    """The options that matter, compactly: `3x3 s2 d2 SAME relu6`, `align_corners 257x257`."""
+    """The options that matter, compactly: `3x3 s2 d2 SAME relu6`, `align_corners 257x257`; a
+    custom op's as its registration describes them, else their size."""
     o = op.options
+    if op.kind.startswith("CUSTOM:"):
+        described = describe_custom_options(op.kind, op.custom_options)
+        if described is not None:
+            return described
+        return f"{len(op.custom_options)} bytes of options" if op.custom_options else ""
     if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D") and o is not None:
         filters = tensors[op.inputs[1]].shape
         parts = [f"{filters[1]}x{filters[2]}", _pair("s", o.stride_h, o.stride_w)]
