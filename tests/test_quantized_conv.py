@@ -21,6 +21,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 from quantized_harness import SETTINGS, check, quantized_input, run_litert, run_npdeeplab
 
+from npdeeplab import Interpreter
 from npdeeplab.errors import ModelError
 from npdeeplab.model.builder import GraphBuilder
 from npdeeplab.model.ir import Quantization
@@ -401,3 +402,13 @@ def test_every_dm05_convolution_alone() -> None:
             assert check(part.model, inputs) is not None, f"op {op.index}"
             kinds.append(op.kind)
     assert (kinds.count("CONV_2D"), kinds.count("DEPTHWISE_CONV_2D")) == (38, 17)
+
+
+def test_huge_output_rows_reach_the_memory_check() -> None:
+    """Prepare lays out the rescaling along an output row only for modest rows: a resize to a
+    width of 2**30 is refused by the memory check, not by a MemoryError in prepare (found by the
+    fuzz: 128 GiB of constants)."""
+    builder, _ = build(case_of(kernel=(1, 1), size=(1, 1), channels=4, filters=16))
+    interpreter = Interpreter(model_content=builder.to_bytes(), backend="numpy")
+    with pytest.raises(ModelError, match="memory"):
+        interpreter.resize_tensor_input(0, [1, 1, 2**30, 4])

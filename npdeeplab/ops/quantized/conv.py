@@ -39,6 +39,7 @@ from npdeeplab.ops.quantized.common import INT32, QUANTIZED, UINT8, activation_b
 
 BIAS_SCALE_TOLERANCE = 0.02  # kernel_util.cc GetQuantizedConvolutionMultipler: scale_diff / output_scale <= 0.02
 MAX_STRIDE = 2**15 - 1  # depthwise_conv.cc: stride <= INT16_MAX
+PRECOMPUTED_ROW_LIMIT = 2**20  # output width x channels up to which prepare lays out the rescaling
 
 
 @register("CONV_2D", quantized=True)
@@ -123,7 +124,9 @@ def _prepare(ctx: OpContext, x: TensorInfo, w: TensorInfo, b: TensorInfo | None,
         window, -z_in, filter_offset, z_out, multipliers, shifts, low, high, wraps=bound > INT32_MAX,
         float64_exact=float64_rescaling_is_exact(bound, multipliers, shifts, z_out), filter=shifted,
     )
-    if b is None or b.is_constant:  # the float64 rescaling's constants, laid out along an output row
+    if (b is None or b.is_constant) and window.out_w * cout <= PRECOMPUTED_ROW_LIMIT:
+        # The float64 rescaling's constants, laid out along an output row, once (the kernel works
+        # them out per call otherwise: after the memory check, which a huge row must pass first).
         bias = None if b is None else b.data
         params = dataclasses.replace(params, rescaling=float_rescaling(params, bias, window.out_w, cout))
     shape = (x.shape[0], window.out_h, window.out_w, cout)
