@@ -54,6 +54,16 @@ def wrap_int32(x: np.ndarray) -> np.ndarray:
     return ((np.asarray(x, dtype=np.int64) - INT32_MIN) & 0xFFFFFFFF) + INT32_MIN
 
 
+def round_to_int32(y: np.ndarray) -> np.ndarray:
+    """`static_cast<int32_t>(round(y))` for float64 y, as the x86-64 wheel computes it, as int64:
+    halves away from zero, and every value outside int32 (either sign) becomes INT32_MIN, the
+    "integer indefinite" of cvttsd2si (checked against LiteRT: FULLY_CONNECTED's reference
+    rescaling, acc * 1e6 with |acc| = 1e5, gives INT32_MIN)."""
+    whole = round_half_away(np.asarray(y, dtype=np.float64))
+    inside = (whole >= INT32_MIN) & (whole <= INT32_MAX)
+    return np.where(inside, whole, INT32_MIN).astype(np.int64)
+
+
 def truncating_divide_by_pot(x: np.ndarray, exponent: int) -> np.ndarray:
     """x / 2**exponent rounded toward zero, as C's `/` does (NumPy's `//` and `>>` floor)."""
     x = np.asarray(x, dtype=np.int64)
@@ -327,3 +337,51 @@ def multiply_by_quantized_multiplier_float64(
     if low is None or low < offset:  # RoundingDivideByPOT's negative case
         y -= step * (y < threshold)
     return np.floor(y, out=y)
+
+
+# --- 16-bit gemmlowp primitives (fixedpoint.h on int16_t), for quantized HARD_SWISH ----------------
+# The int16 values live in int64 arrays; every C conversion back to int16_t is written out (wrap_int16).
+
+INT16_MIN = -(2**15)
+INT16_MAX = 2**15 - 1
+
+
+def wrap_int16(x: np.ndarray) -> np.ndarray:
+    """x modulo 2**16 into [INT16_MIN, INT16_MAX]: C's conversion of an int to int16_t."""
+    return ((np.asarray(x, dtype=np.int64) - INT16_MIN) & 0xFFFF) + INT16_MIN
+
+
+def saturating_rounding_doubling_high_mul_int16(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
+    """gemmlowp's SaturatingRoundingDoublingHighMul<int16_t>: p = a*b in 32 bits, then
+    (p + 2**14) / 2**15 for p >= 0 and (p + 1 - 2**14) / 2**15 below, C's truncating division;
+    INT16_MIN * INT16_MIN saturates to INT16_MAX."""
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    product = a * b
+    nudge = np.where(product >= 0, 1 << 14, 1 - (1 << 14))
+    high = wrap_int16(truncating_divide_by_pot(product + nudge, 15))
+    return np.where((a == INT16_MIN) & (b == INT16_MIN), INT16_MAX, high)
+
+
+def rounding_divide_by_pot_int16(x: np.ndarray, exponent: int) -> np.ndarray:
+    """gemmlowp's RoundingDivideByPOT<int16_t>(x, exponent), 0 <= exponent <= 31, as C computes it.
+
+    As in the 32-bit form, remainder = x & mask, threshold = (mask >> 1) + (x < 0) and the result
+    is (x >> exponent) + (remainder > threshold), each step converted to int16_t. The mask
+    (1 << exponent) - 1 is converted to int16_t too, so from exponent 16 on it is -1: the
+    remainder is x itself and the threshold -1 or 0, which gives 1 for x >= 0 and -1 for x < 0
+    (not the 0 a true division would give).
+    """
+    x = np.asarray(x, dtype=np.int64)
+    mask = int(wrap_int16((1 << exponent) - 1))
+    remainder = x & mask
+    threshold = wrap_int16((mask >> 1) + (x < 0))
+    return wrap_int16((x >> exponent) + (remainder > threshold))
+
+
+def down_scale_int32_to_int16_multiplier(multiplier: int) -> int:
+    """TFLite's DownScaleInt32ToInt16Multiplier (common.h): a Q0.31 multiplier (>= 0) to Q0.15,
+    (M + 2**15) >> 16, saturated to INT16_MAX from INT32_MAX - 2**15 on."""
+    if multiplier >= INT32_MAX - (1 << 15):
+        return INT16_MAX
+    return (multiplier + (1 << 15)) >> 16

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from npdeeplab.kernels import activation, conv, elementwise, pool, reduce, resize, shape
+from npdeeplab.kernels import (
+    activation,
+    conv,
+    elementwise,
+    fully_connected,
+    pool,
+    rectifiers,
+    reduce,
+    resize,
+    shape,
+    transpose_conv,
+)
 from npdeeplab.kernels.integer import INTEGER_KERNELS
 
 NUMPY_KERNELS: dict[str, Callable] = {
     "conv2d": conv.conv2d,
     "depthwise_conv2d": conv.depthwise_conv2d,
+    "fully_connected": fully_connected.fully_connected,
+    "transpose_conv": transpose_conv.transpose_conv,
     "average_pool2d": pool.average_pool2d,
     "max_pool2d": pool.max_pool2d,
     "resize_bilinear": resize.resize_bilinear,
@@ -32,5 +45,8 @@ NUMPY_KERNELS: dict[str, Callable] = {
     "tanh": activation.tanh,
     "logistic": activation.logistic,
     "softmax": activation.softmax,
+    "hard_swish": rectifiers.hard_swish,
+    "leaky_relu": rectifiers.leaky_relu,
+    "prelu": rectifiers.prelu,
     **INTEGER_KERNELS,
 }

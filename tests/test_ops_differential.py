@@ -983,6 +983,9 @@ TESTED_HERE = {
     "CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR",
     "ADD", "SUB", "MUL", "CONCATENATION", "PAD", "STRIDED_SLICE", "SLICE", "RESHAPE", "SQUEEZE", "EXPAND_DIMS",
     "TRANSPOSE", "TILE", "MEAN", "ARG_MAX", "ARG_MIN", "RELU", "RELU6", "RELU_N1_TO_1", "TANH", "LOGISTIC", "SOFTMAX",
+    "FULLY_CONNECTED",  # in tests/test_fully_connected.py, float32 and quantized
+    "TRANSPOSE_CONV",  # in tests/test_transpose_conv.py, float32 and quantized
+    "HARD_SWISH", "LEAKY_RELU", "PRELU",  # in tests/test_activations_family.py, float32 and quantized
 }
 
 

@@ -15,7 +15,18 @@ import numba  # fail here, with ImportError, where Numba is missing
 import numpy as np
 
 from npdeeplab.kernels import activation
-from npdeeplab.kernels.fast import conv, elementwise, integer, pool, reduce, resize, shape
+from npdeeplab.kernels.fast import (
+    conv,
+    elementwise,
+    fully_connected,
+    integer,
+    pool,
+    rectifiers,
+    reduce,
+    resize,
+    shape,
+    transpose_conv,
+)
 
 NUMBA_KERNELS: dict[str, Callable] = {
     "conv2d": conv.conv2d,
@@ -38,6 +49,9 @@ NUMBA_KERNELS: dict[str, Callable] = {
     # tanh and logistic: NumPy's ufuncs are already a single vectorised pass.
     "tanh": activation.tanh,
     "logistic": activation.logistic,
+    **rectifiers.KERNELS,
+    **fully_connected.KERNELS,
+    **transpose_conv.KERNELS,
     **integer.INTEGER_KERNELS,
 }
 
@@ -45,7 +59,7 @@ NUMBA_KERNELS: dict[str, Callable] = {
 def jitted_functions() -> list:
     """Every Numba dispatcher of this backend that Python calls (helpers inlined into them have
     no cache entry of their own)."""
-    modules = (conv, elementwise, pool, reduce, resize, *integer.MODULES)
+    modules = (conv, elementwise, pool, reduce, resize, rectifiers, fully_connected, transpose_conv, *integer.MODULES)
     return [
         f
         for m in modules
@@ -91,6 +105,9 @@ def warm_up() -> None:
     reduce.mean(ReduceParams((1, 2), True), x)
     for dtype in (np.int32, np.int64):
         reduce.arg_max(ArgParams(3, np.dtype(dtype)), x)
+    fully_connected.warm_up()
+    transpose_conv.warm_up()
+    rectifiers.warm_up()
     for module in integer.MODULES:
         module.warm_up()
 
@@ -98,4 +115,4 @@ def warm_up() -> None:
 ACCEPTS_OUT = frozenset(
     {"conv2d", "depthwise_conv2d", "average_pool2d", "max_pool2d", "resize_bilinear", "resize_nearest_neighbor",
      "add", "sub", "mul", "relu", "relu6", "relu_n1_to_1", "softmax", "arg_max", "arg_min", "concatenation"}
-) | integer.ACCEPTS_OUT
+) | fully_connected.ACCEPTS_OUT | transpose_conv.ACCEPTS_OUT | rectifiers.ACCEPTS_OUT | integer.ACCEPTS_OUT

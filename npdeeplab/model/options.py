@@ -16,10 +16,13 @@ import tflite
 PADDING_NAMES = {0: "SAME", 1: "VALID"}
 ACTIVATION_NAMES = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
 TENSOR_TYPE_NAMES = {v: k for k, v in vars(tflite.TensorType).items() if not k.startswith("_")}
+WEIGHTS_FORMAT_NAMES = {0: "DEFAULT", 1: "SHUFFLED4x16INT8"}
 ENUM_FIELDS = {
     "padding": PADDING_NAMES,
     "fused_activation_function": ACTIVATION_NAMES,
     "output_type": TENSOR_TYPE_NAMES,
+    "weights_format": WEIGHTS_FORMAT_NAMES,
+    "quantized_bias_type": TENSOR_TYPE_NAMES,
 }
 
 
@@ -127,13 +130,37 @@ class SoftmaxOptions:
     beta: float = 1.0
 
 
+@dataclass(frozen=True)
+class LeakyReluOptions:
+    alpha: float = 0.0
+
+
+@dataclass(frozen=True)
+class FullyConnectedOptions:
+    fused_activation_function: str = "NONE"
+    weights_format: str = "DEFAULT"
+    keep_num_dims: bool = False
+    asymmetric_quantize_inputs: bool = False
+    quantized_bias_type: str = "FLOAT32"
+
+
+@dataclass(frozen=True)
+class TransposeConvOptions:
+    padding: str = "SAME"
+    stride_w: int = 1
+    stride_h: int = 1
+    fused_activation_function: str = "NONE"  # schema v4 and later
+    quantized_bias_type: str = "FLOAT32"  # schema v5 and later: FLOAT32 (the default) means "not set"
+
+
 OPTION_CLASSES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
+        LeakyReluOptions,
         Conv2DOptions, DepthwiseConv2DOptions, Pool2DOptions, AddOptions, SubOptions, MulOptions,
         ConcatenationOptions, ResizeBilinearOptions, ResizeNearestNeighborOptions, ArgMaxOptions,
         ArgMinOptions, ReshapeOptions, SqueezeOptions, ReducerOptions, StridedSliceOptions,
-        SoftmaxOptions,
+        SoftmaxOptions, FullyConnectedOptions, TransposeConvOptions,
     )
 }
 # The options table each op kind carries in the schema.
@@ -159,9 +186,12 @@ OPTIONS_FOR_KIND: dict[str, type] = {
     "REDUCE_PROD": ReducerOptions,
     "STRIDED_SLICE": StridedSliceOptions,
     "SOFTMAX": SoftmaxOptions,
+    "LEAKY_RELU": LeakyReluOptions,
+    "FULLY_CONNECTED": FullyConnectedOptions,
+    "TRANSPOSE_CONV": TransposeConvOptions,
 }
 # Kinds whose default options are not a valid op (stride 0, no window): a missing table is an error.
-OPTIONS_REQUIRED = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"})
+OPTIONS_REQUIRED = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "TRANSPOSE_CONV"})
 UNION_NAMES = {v: k for k, v in vars(tflite.BuiltinOptions).items() if not k.startswith("_")}
 
 

@@ -1,6 +1,15 @@
 """Op preparers by kind. Importing this package registers every supported op."""
 
-from npdeeplab.ops import conv, custom, elementwise, quantized, reduce, shape  # noqa: F401  (registration)
+from npdeeplab.ops import (  # noqa: F401  (registration)
+    conv,
+    custom,
+    elementwise,
+    fully_connected,
+    quantized,
+    reduce,
+    shape,
+    transpose_conv,
+)
 from npdeeplab.ops.base import PREPARERS, QUANTIZED_PREPARERS, OpContext, PreparedOp, preparer_for
 
 SUPPORTED_OPS = tuple(sorted(PREPARERS))

@@ -1,4 +1,4 @@
-"""Prepare ADD/SUB/MUL, the standalone activations, SOFTMAX and the resizes."""
+"""Prepare ADD/SUB/MUL, the standalone activations (LEAKY_RELU, PRELU, HARD_SWISH too), SOFTMAX, the resizes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import numpy as np
 
 from npdeeplab.kernels.activation import SoftmaxParams
 from npdeeplab.kernels.elementwise import BinaryParams
+from npdeeplab.kernels.rectifiers import LeakyReluParams
 from npdeeplab.kernels.resize import ResizeParams
+from npdeeplab.model.ir import TensorInfo
 from npdeeplab.ops.base import FLOAT32, OpContext, PreparedOp, register
 
 ARITHMETIC_DTYPES = (FLOAT32, np.dtype(np.int32), np.dtype(np.int64))
@@ -19,6 +21,7 @@ UNARY_KERNELS = {
     "RELU_N1_TO_1": "relu_n1_to_1",
     "TANH": "tanh",
     "LOGISTIC": "logistic",
+    "HARD_SWISH": "hard_swish",
 }
 
 
@@ -42,6 +45,37 @@ def prepare_unary(ctx: OpContext) -> PreparedOp:
     ctx.expect_inputs(1)
     x = ctx.input(0)
     return ctx.prepared(UNARY_KERNELS[ctx.op.kind], None, [x], x.shape, x.dtype)
+
+
+@register("LEAKY_RELU")
+def prepare_leaky_relu(ctx: OpContext) -> PreparedOp:
+    ctx.expect_inputs(1)
+    x = ctx.input(0)
+    alpha = float(np.float32(getattr(ctx.options, "alpha", 0.0)))  # no options table: LiteRT's alpha is 0
+    return ctx.prepared("leaky_relu", LeakyReluParams(alpha), [x], x.shape, x.dtype)
+
+
+@register("PRELU")
+def prepare_prelu(ctx: OpContext) -> PreparedOp:
+    ctx.expect_inputs(2)
+    x = ctx.input(0)
+    alpha = ctx.input(1)  # LiteRT reads alpha as floats whatever its type: float32 only
+    prelu_output_shape(ctx, x, alpha)
+    return ctx.prepared("prelu", None, [x, alpha], x.shape, x.dtype)
+
+
+def prelu_output_shape(ctx: OpContext, x: TensorInfo, alpha: TensorInfo) -> None:
+    """PreluPrepare's shape rule: x and alpha broadcast to x's own shape (BroadcastBinaryOpSimple
+    takes rank up to MAX_BROADCAST_RANK unless the shapes are equal)."""
+    try:
+        shape = tuple(int(d) for d in np.broadcast_shapes(x.shape, alpha.shape))
+    except ValueError:
+        ctx.fail(f"input shape {list(x.shape)} and alpha shape {list(alpha.shape)} do not broadcast")
+    if shape != tuple(x.shape):
+        ctx.fail(f"alpha shape {list(alpha.shape)} broadcasts the input {list(x.shape)} to {list(shape)}, "
+                 "not to the input's shape")
+    if x.shape != alpha.shape and len(shape) > MAX_BROADCAST_RANK:
+        ctx.fail(f"broadcasting supports rank up to {MAX_BROADCAST_RANK}, got rank {len(shape)}")
 
 
 @register("SOFTMAX")

@@ -81,6 +81,21 @@ def conv_geometry(rng: np.random.Generator, kind: str) -> tuple[tuple[int, ...],
     return (n, h, w, cin), weights, options
 
 
+def transpose_conv_geometry(
+    rng: np.random.Generator,
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], dict[str, Any]]:
+    """(input shape, weights shape [Cout, KH, KW, Cin], output shape, options) of a TRANSPOSE_CONV:
+    a 1-6 x 1-6 input, a 1-4 x 1-4 kernel, strides 1-3, SAME or VALID, 1-4 channels in and out,
+    and an output size LiteRT accepts (one a convolution from it maps back to the input)."""
+    n, cin, cout = int(rng.integers(1, 3)), int(rng.integers(1, 5)), int(rng.integers(1, 5))
+    options = window_options(rng)
+    sizes, kernels, outputs = [int(rng.integers(1, 7)) for _ in "hw"], [int(rng.integers(1, 5)) for _ in "hw"], []
+    for size, kernel, stride in zip(sizes, kernels, (options["stride_h"], options["stride_w"]), strict=True):
+        low = (size - 1) * stride + (1 if options["padding"] == "SAME" else kernel)
+        outputs.append(int(rng.integers(low, low + stride)))
+    return (n, *sizes, cin), (cout, *kernels, cin), (n, *outputs, cout), options
+
+
 def filter_axis(kind: str) -> int:
     """The filter's output-channel axis: 0 in CONV_2D's [Cout, KH, KW, Cin], 3 in DEPTHWISE_CONV_2D's
     [1, KH, KW, Cout]."""
@@ -100,3 +115,14 @@ def broadcast_shapes(rng: np.random.Generator) -> tuple[tuple[int, ...], tuple[i
 def reduction_axes(rng: np.random.Generator, rank: int) -> list[int]:
     """1 to `rank` distinct axes in random order, some of them negative."""
     return [int(a) - (rank if chance(rng, 0.3) else 0) for a in rng.permutation(rank)[: int(rng.integers(1, rank + 1))]]
+
+
+def fully_connected_geometry(rng: np.random.Generator) -> tuple[tuple[int, ...], int, int, dict[str, Any]]:
+    """(input shape, depth, units, options) of a FULLY_CONNECTED: an input of rank 1-4 read as rows
+    of depth values (its last dimension, or with keep_num_dims off sometimes a product of trailing
+    dimensions), 1-8 units, a fused activation LiteRT takes for this op (not TANH or SIGN_BIT)."""
+    shape = random_shape(rng, int(rng.integers(1, 5)))
+    keep = chance(rng, 0.4)
+    depth = shape[-1] if keep or chance(rng, 0.6) else int(np.prod(shape[int(rng.integers(len(shape))):]))
+    options = {"keep_num_dims": keep, "fused_activation_function": pick(rng, ACTIVATIONS)}
+    return shape, depth, int(rng.integers(1, 9)), options

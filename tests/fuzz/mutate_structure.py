@@ -41,7 +41,7 @@ FLOAT_OPTIONS = (0.0, -1.0, np.nan, np.inf, -np.inf, 1e30, 1e-30)
 # set the last dimension to 2**31 - 1 (a 24 GiB scale and zero point; the kernel's OOM killer ended a
 # 50,000-case campaign at case 24290 of seed 0).
 MAX_QUANTIZED_CHANNELS = 4096
-OTHER_KINDS = ("QUANTIZE", "DEQUANTIZE", "HARD_SWISH", "GATHER", "CUSTOM:FuzzOp", "UNKNOWN_BUILTIN_250",
+OTHER_KINDS = ("QUANTIZE", "DEQUANTIZE", "ELU", "GATHER", "CUSTOM:FuzzOp", "UNKNOWN_BUILTIN_250",
                "UNKNOWN_BUILTIN_9999")
 DTYPES = tuple(TENSOR_DTYPES.values())
 FOREIGN_OPTIONS = (None, model_options.AddOptions(), model_options.Conv2DOptions(), model_options.Pool2DOptions())

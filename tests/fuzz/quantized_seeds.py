@@ -25,10 +25,12 @@ from .helpers import (
     chance,
     conv_geometry,
     filter_axis,
+    fully_connected_geometry,
     pick,
     random_array,
     random_shape,
     reduction_axes,
+    transpose_conv_geometry,
     window_options,
 )
 
@@ -135,6 +137,48 @@ def build_quantized_conv(rng: np.random.Generator, kind: str, g: GraphBuilder) -
     s_out = related_scale(rng, s_in * float(filter_scales.max()) * 2.0 ** rng.uniform(0, 2 + np.log2(taps)))
     out_q = tensor_quantization(rng, dtype, s_out)
     g.mark_outputs(g.add_op(kind, inputs, output_quantization=out_q, **options))
+
+
+def build_quantized_fully_connected(rng: np.random.Generator, kind: str, g: GraphBuilder) -> None:
+    """uint8 per tensor, int8 per tensor (any filter zero point: LiteRT subtracts it) or int8 per
+    channel along the units (zero points 0); weights mostly constant, bias int32 or none."""
+    dtype = pick(rng, EIGHT_BIT)
+    shape, depth, units, options = fully_connected_geometry(rng)
+    s_in, z_in = tensor_quantization(rng, dtype)
+    if dtype == I8 and chance(rng, 0.6):
+        filter_q, filter_scales = filter_quantization(rng, dtype, units, 0)
+    else:
+        s_w = random_scale(rng)
+        filter_q, filter_scales = (s_w, random_zero_point(rng, dtype)), np.array([s_w], np.float32)
+    inputs = [g.add_input("x", shape, dtype, quantization=(s_in, z_in))]
+    inputs.append(add_data_input(rng, g, "w", (units, depth), dtype, filter_q, constant=0.9))
+    if chance(rng, 0.8):
+        inputs.append(add_bias(rng, g, s_in, filter_scales, units))
+    elif chance(rng, 0.5):
+        inputs.append(None)
+    s_out = related_scale(rng, s_in * float(filter_scales.max()) * 2.0 ** rng.uniform(0, 2 + np.log2(depth)))
+    out_q = tensor_quantization(rng, dtype, s_out)
+    g.mark_outputs(g.add_op(kind, inputs, output_quantization=out_q, **options))
+
+
+def build_quantized_transpose_conv(rng: np.random.Generator, kind: str, g: GraphBuilder) -> None:
+    """uint8 per tensor or int8 per channel along Cout (axis 0 of OHWI; zero points 0); weights
+    mostly constant; bias int32, absent or omitted (index -1)."""
+    dtype = pick(rng, EIGHT_BIT)
+    x_shape, w_shape, out_shape, options = transpose_conv_geometry(rng)
+    cout = w_shape[0]
+    s_in, z_in = tensor_quantization(rng, dtype)
+    filter_q, filter_scales = filter_quantization(rng, dtype, cout, 0)
+    inputs = [g.add_constant("output_shape", np.array(out_shape, I32)),
+              add_data_input(rng, g, "w", w_shape, dtype, filter_q, constant=0.9),
+              g.add_input("x", x_shape, dtype, quantization=(s_in, z_in))]
+    if chance(rng, 0.8):
+        inputs.append(add_bias(rng, g, s_in, filter_scales, cout))
+    elif chance(rng, 0.5):
+        inputs.append(None)
+    taps = int(np.prod(w_shape[1:]))
+    s_out = related_scale(rng, s_in * float(filter_scales.max()) * 2.0 ** rng.uniform(0, 2 + np.log2(taps)))
+    g.mark_outputs(g.add_op(kind, inputs, output_quantization=tensor_quantization(rng, dtype, s_out), **options))
 
 
 # --- elementwise, pools, reductions -----------------------------------------------------------------
@@ -256,6 +300,35 @@ def build_quantized_lookup(rng: np.random.Generator, kind: str, g: GraphBuilder)
     g.mark_outputs(g.add_op(kind, [x], output_quantization=out_q))
 
 
+def build_quantized_rectifier(rng: np.random.Generator, kind: str, g: GraphBuilder) -> None:
+    """RELU, RELU6, RELU_N1_TO_1, LEAKY_RELU (alpha negative, 0 or above 1) or HARD_SWISH, input
+    requantized to the output; HARD_SWISH's output scale mostly above s_in / 128 (LiteRT needs it)."""
+    dtype = pick(rng, EIGHT_BIT)
+    s_in = random_scale(rng)
+    shape = random_shape(rng, int(rng.integers(0, 5)))
+    x = g.add_input("x", shape, dtype, quantization=(s_in, random_zero_point(rng, dtype)))
+    if kind == "HARD_SWISH" and chance(rng, 0.8):
+        s_out = float(np.float32(s_in / 128 * 2.0 ** rng.uniform(0.01, 10)))
+    else:
+        s_out = related_scale(rng, s_in)
+    options = {"alpha": float(pick(rng, [0.2, 0.0, -0.5, 2.5, rng.uniform(-3, 3)]))} if kind == "LEAKY_RELU" else {}
+    g.mark_outputs(g.add_op(kind, [x], output_quantization=tensor_quantization(rng, dtype, s_out), **options))
+
+
+def build_quantized_prelu(rng: np.random.Generator, kind: str, g: GraphBuilder) -> None:
+    """alpha of the input's type broadcast to the input (some axes 1, leading ones dropped), mostly a
+    constant, quantized its own way."""
+    dtype = pick(rng, EIGHT_BIT)
+    shape = random_shape(rng, int(rng.integers(0, 5)))
+    alpha_shape = tuple([1 if chance(rng, 0.5) else d for d in shape][int(rng.integers(0, len(shape) + 1)) :])
+    s_in = random_scale(rng)
+    x = g.add_input("x", shape, dtype, quantization=(s_in, random_zero_point(rng, dtype)))
+    alpha_q = tensor_quantization(rng, dtype, related_scale(rng, 0.01))
+    alpha = add_data_input(rng, g, "alpha", alpha_shape, dtype, alpha_q, constant=0.8)
+    out_q = tensor_quantization(rng, dtype, related_scale(rng, s_in))
+    g.mark_outputs(g.add_op(kind, [x, alpha], output_quantization=out_q))
+
+
 # --- QUANTIZE and DEQUANTIZE ----------------------------------------------------------------------
 
 
@@ -302,6 +375,8 @@ QUANTIZED_SEED_BUILDERS: dict[str, Callable[[np.random.Generator, str, GraphBuil
     for kinds, builder in (
         (("ADD", "SUB", "MUL"), build_quantized_binary),
         (("CONV_2D", "DEPTHWISE_CONV_2D"), build_quantized_conv),
+        (("FULLY_CONNECTED",), build_quantized_fully_connected),
+        (("TRANSPOSE_CONV",), build_quantized_transpose_conv),
         (("AVERAGE_POOL_2D", "MAX_POOL_2D"), build_quantized_pool),
         (("MEAN",), build_quantized_mean),
         (("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"), build_quantized_resize),
@@ -310,6 +385,8 @@ QUANTIZED_SEED_BUILDERS: dict[str, Callable[[np.random.Generator, str, GraphBuil
         (("EXPAND_DIMS",), build_quantized_expand_dims),
         (("SOFTMAX",), build_quantized_softmax),
         (("LOGISTIC", "TANH"), build_quantized_lookup),
+        (("RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "HARD_SWISH"), build_quantized_rectifier),
+        (("PRELU",), build_quantized_prelu),
         (("QUANTIZE",), build_quantize),
         (("DEQUANTIZE",), build_dequantize),
     )

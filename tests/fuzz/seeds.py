@@ -31,11 +31,13 @@ from .helpers import (
     chance,
     conv_geometry,
     filter_axis,
+    fully_connected_geometry,
     normalise_message,
     pick,
     random_array,
     random_shape,
     reduction_axes,
+    transpose_conv_geometry,
     window_options,
 )
 from .quantized_seeds import QUANTIZED_PREFIX, QUANTIZED_SEED_BUILDERS
@@ -208,6 +210,53 @@ def build_unary(rng: np.random.Generator, kind: str, g: GraphBuilder) -> None:
     g.mark_outputs(g.add_op(kind, [g.add_input("x", random_shape(rng, int(rng.integers(0, 5))))]))
 
 
+def build_leaky_relu(rng: np.random.Generator, kind: str, g: GraphBuilder) -> None:
+    x = g.add_input("x", random_shape(rng, int(rng.integers(0, 5))))
+    g.mark_outputs(g.add_op(kind, [x], alpha=float(pick(rng, [0.2, 0.0, -0.5, 2.5, rng.uniform(-3, 3)]))))
+
+
+def build_prelu(rng: np.random.Generator, kind: str, g: GraphBuilder) -> None:
+    """alpha broadcast to the input (some axes 1, leading ones dropped), mostly a constant."""
+    shape = random_shape(rng, int(rng.integers(0, 5)))
+    alpha_shape = tuple([1 if chance(rng, 0.5) else d for d in shape][int(rng.integers(0, len(shape) + 1)) :])
+    x = g.add_input("x", shape)
+    if chance(rng, 0.8):
+        alpha = g.add_constant("alpha", random_array(rng, alpha_shape, F32))
+    else:
+        alpha = g.add_input("alpha", alpha_shape)
+    g.mark_outputs(g.add_op(kind, [x, alpha]))
+
+
+def build_fully_connected(rng: np.random.Generator, kind: str, g: GraphBuilder) -> None:
+    """Weights constant (mostly) or a graph input; bias [units], absent, or omitted (index -1)."""
+    shape, depth, units, options = fully_connected_geometry(rng)
+    x = g.add_input("x", shape)
+    weights = rng.standard_normal((units, depth)).astype(np.float32)
+    inputs = [x, g.add_constant("w", weights) if chance(rng, 0.8) else g.add_input("w", weights.shape)]
+    bias = pick(rng, ["constant", "constant", "input", "none", "omitted"])
+    if bias in ("constant", "input"):
+        values = rng.uniform(-1, 1, units).astype(np.float32)
+        inputs.append(g.add_constant("bias", values) if bias == "constant" else g.add_input("bias", (units,)))
+    elif bias == "omitted":
+        inputs.append(None)
+    g.mark_outputs(g.add_op(kind, inputs, **options))
+
+
+def build_transpose_conv(rng: np.random.Generator, kind: str, g: GraphBuilder) -> None:
+    """output_shape constant; weights constant (mostly) or a graph input; bias [Cout], absent or
+    omitted (index -1)."""
+    x_shape, w_shape, out_shape, options = transpose_conv_geometry(rng)
+    weights = rng.standard_normal(w_shape).astype(np.float32)
+    w = g.add_constant("w", weights) if chance(rng, 0.8) else g.add_input("w", w_shape)
+    inputs = [g.add_constant("output_shape", np.array(out_shape, np.int32)), w, g.add_input("x", x_shape)]
+    bias = pick(rng, ["constant", "constant", "none", "omitted"])
+    if bias == "constant":
+        inputs.append(g.add_constant("bias", rng.uniform(-1, 1, w_shape[0]).astype(np.float32)))
+    elif bias == "omitted":
+        inputs.append(None)
+    g.mark_outputs(g.add_op(kind, inputs, **options))
+
+
 SEED_BUILDERS: dict[str, Callable[[np.random.Generator, str, GraphBuilder], None]] = {
     **dict.fromkeys(("ADD", "SUB", "MUL"), build_binary),
     **dict.fromkeys(("CONV_2D", "DEPTHWISE_CONV_2D"), build_conv),
@@ -225,7 +274,12 @@ SEED_BUILDERS: dict[str, Callable[[np.random.Generator, str, GraphBuilder], None
     "TILE": build_tile,
     "TRANSPOSE": build_transpose,
     "SOFTMAX": build_softmax,
+    "FULLY_CONNECTED": build_fully_connected,
+    "TRANSPOSE_CONV": build_transpose_conv,
     **dict.fromkeys(("LOGISTIC", "RELU", "RELU6", "RELU_N1_TO_1", "TANH"), build_unary),
+    "HARD_SWISH": build_unary,
+    "LEAKY_RELU": build_leaky_relu,
+    "PRELU": build_prelu,
 }
 BUILDER_ATTEMPTS = 30
 

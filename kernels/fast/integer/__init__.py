@@ -4,8 +4,18 @@ caller's buffer (`out=`)."""
 
 from collections.abc import Callable
 
-from npdeeplab.kernels.fast.integer import conv, elementwise, pool, quantize, reduce, resize
+from npdeeplab.kernels.fast.integer import (
+    conv,
+    elementwise,
+    fully_connected,
+    pool,
+    quantize,
+    rectifiers,
+    reduce,
+    resize,
+    transpose_conv,
+)
 
-MODULES = (conv, elementwise, pool, quantize, reduce, resize)
+MODULES = (conv, elementwise, pool, quantize, reduce, resize, fully_connected, rectifiers, transpose_conv)
 INTEGER_KERNELS: dict[str, Callable] = {name: f for m in MODULES for name, f in m.KERNELS.items()}
 ACCEPTS_OUT: frozenset[str] = frozenset(name for m in MODULES for name in m.ACCEPTS_OUT)

@@ -6,9 +6,12 @@ from npdeeplab.ops.quantized import (  # noqa: F401  (registration)
     activation,
     conv,
     elementwise,
+    fully_connected,
     pool,
     quantize,
+    rectifiers,
     reduce,
     resize,
     shape,
+    transpose_conv,  # noqa: F401  (registration)
 )
