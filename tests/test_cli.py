@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,6 +14,9 @@ import pytest
 from PIL import Image
 
 from npdeeplab.cli import main
+from npdeeplab.model.loader import load_model
+from npdeeplab.model.writer import write_model
+from npdeeplab.ops import SUPPORTED_OPS, SUPPORTED_QUANTIZED_OPS
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -126,15 +130,30 @@ def test_inspect_the_quantized_model(shared_models_dir, capsys):
     assert len(tensors) == 1 + 186 and "uint8" in tensors[1] and "int64" in tensors[-1]
 
 
-def test_inspect_a_model_it_cannot_run(shared_models_dir, capsys):
-    """The selfie model (a custom op): read, shown with MACs from its declared shapes, and why it cannot run."""
-    path = shared_models_dir / "selfiesegmentation_mlkit-256x256-2021_01_19-v1215.f16.tflite"
+def test_inspect_a_model_it_cannot_run(shared_models_dir, tmp_path, capsys):
+    """The selfie model with its custom op renamed to one nobody registered: read, shown with MACs
+    from its declared shapes, and why it cannot run."""
+    model = load_model(shared_models_dir / "selfiesegmentation_mlkit-256x256-2021_01_19-v1215.f16.tflite")
+    ops = tuple(dataclasses.replace(op, kind="CUSTOM:NotRegistered") if op.kind.startswith("CUSTOM:") else op
+                for op in model.main.ops)
+    path = tmp_path / "renamed.tflite"
+    path.write_bytes(write_model(dataclasses.replace(model, subgraphs=(dataclasses.replace(model.main, ops=ops),))))
     assert main(["inspect", str(path)]) == 0
     out = capsys.readouterr().out
     assert "float16     110 weight tensors stored as float16" in out
     problem = next(line for line in out.splitlines() if line.startswith("runs        no"))
-    assert "CUSTOM:Convolution2DTransposeBias (op 244)" in problem and "`npdeeplab inspect --ops`" in problem
-    assert "MACs        59.2M per inference" in out
+    assert "CUSTOM:NotRegistered (op 244)" in problem and "`npdeeplab inspect --ops`" in problem
+    assert "register_custom_op('NotRegistered'" in problem
+    assert "MACs        58.2M per inference" in out  # the 1.0M of the transposed convolution is unknown now
+
+
+def test_inspect_the_selfie_model_with_its_custom_op(shared_models_dir, capsys):
+    path = shared_models_dir / "selfiesegmentation_mlkit-256x256-2021_01_19-v1215.f16.tflite"
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("244  CUSTOM:Convolution2DTransposeBias"))
+    assert "s2 SAME (custom options)" in row and "1.0M" in row
+    assert "parameters  106.4k (0.21 MB)" in out and "runs        no" not in out
 
 
 def test_inspect_missing_file(tmp_path):
@@ -145,8 +164,9 @@ def test_inspect_missing_file(tmp_path):
 def test_inspect_lists_the_ops_it_runs(capsys):
     assert main(["inspect", "--ops"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("npdeeplab runs 29 op kinds: 27 on float32 tensors")
-    assert "  CONV_2D  q" in lines and "  QUANTIZE  q" in lines and "  RELU" in lines
+    kinds = sorted({*SUPPORTED_OPS, *SUPPORTED_QUANTIZED_OPS})  # every session adds ops: counted, not pinned
+    assert lines[0].startswith(f"npdeeplab runs {len(kinds)} op kinds: {len(SUPPORTED_OPS)} on float32 tensors")
+    assert "  CONV_2D  q" in lines and "  QUANTIZE  q" in lines and "  RELU6  q" in lines and "  PRELU  q" in lines
     assert main(["inspect", "--ops", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert "DEQUANTIZE" in listed["quantized"] and "RELU6" not in listed["quantized"]
+    assert "DEQUANTIZE" in listed["quantized"] and "HARD_SWISH" in listed["quantized"]

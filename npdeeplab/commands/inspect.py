@@ -46,14 +46,18 @@ def run(args: argparse.Namespace) -> int:
 def list_ops(as_json: bool) -> int:
     from npdeeplab.ops import SUPPORTED_OPS, SUPPORTED_QUANTIZED_OPS
     from npdeeplab.ops.base import RAW_VALUE_KINDS
+    from npdeeplab.ops.custom import CUSTOM_OPS
 
     quantized = sorted({*SUPPORTED_QUANTIZED_OPS, *(set(RAW_VALUE_KINDS) & set(SUPPORTED_OPS))})
+    custom = sorted(CUSTOM_OPS)
     if as_json:
-        print(json.dumps({"ops": list(SUPPORTED_OPS), "quantized": quantized}, indent=2))
+        print(json.dumps({"ops": list(SUPPORTED_OPS), "quantized": quantized, "custom": custom}, indent=2))
         return 0
     kinds = sorted({*SUPPORTED_OPS, *SUPPORTED_QUANTIZED_OPS})
     print(f"npdeeplab runs {len(kinds)} op kinds: {len(SUPPORTED_OPS)} on float32 tensors (index and shape ops also "
           f"on int32/int64), {len(quantized)} on quantized uint8/int8 tensors (marked q):")
     for kind in kinds:
         print(f"  {kind}{'  q' if kind in quantized else ''}")
+    print(f"and {len(custom)} custom op{'s' if len(custom) != 1 else ''} (npdeeplab.register_custom_op adds more): "
+          f"{', '.join(custom)}")
     return 0

@@ -5,6 +5,7 @@ from npdeeplab.ops import (  # noqa: F401  (registration)
     custom,
     elementwise,
     fully_connected,
+    mediapipe,
     quantized,
     reduce,
     shape,

@@ -18,21 +18,24 @@ or, as MediaPipe writes them, a C struct) and returns a CustomPrepared: the para
 the kernel, and the shape and dtype of each output. The kernel gets the params and the op's
 input arrays (None for an omitted optional input) and returns the output array, or a tuple of
 them; npdeeplab checks each against the prepared shape and dtype. A prepare may instead return
-a PreparedOp naming a built-in kernel (ctx.prepared("transpose_conv2d", ...)), as the shipped
-MediaPipe op does. `numba_kernel` is used by the Numba backend (default: `kernel`); give one only
-if it is validated by prepare as the built-in kernels are. Register before creating the
+a PreparedOp naming a built-in kernel (ctx.prepared("transpose_conv", ...)), as the shipped
+MediaPipe op does; then no kernel need be registered. `numba_kernel` is used by the Numba
+backend (default: `kernel`); give one only if prepare validates its shapes, as the built-in
+kernels' preparers do. Register before creating the
 Interpreter: an interpreter reads the kernel tables once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from npdeeplab.errors import ModelError
+from npdeeplab.errors import ModelError, NpDeepLabError
+from npdeeplab.model.ir import Model, OpNode, Subgraph, TensorInfo
 from npdeeplab.ops.base import CUSTOM_PREPARERS, OpContext, PreparedOp
 
 KIND_PREFIX = "CUSTOM:"
@@ -48,13 +51,19 @@ class CustomPrepared:
     macs: int = 0  # multiply-accumulates per invoke, shown by `inspect`
 
 
+# (the graph, the custom op, the first free tensor index) -> (a builtin op doing the same, in the
+# op's place, and the new tensors it reads, indexed from that first free index on)
+LiteRTRewrite = Callable[[Subgraph, OpNode, int], tuple[OpNode, list[TensorInfo]]]
+
+
 @dataclass(frozen=True)
 class CustomOp:
     name: str
     prepare: Callable[[OpContext, bytes], CustomPrepared | PreparedOp]
-    kernel: Callable[..., Any]
+    kernel: Callable[..., Any] | None  # None: prepare returns PreparedOps on built-in kernels
     numba_kernel: Callable[..., Any] | None = None
     describe: Callable[[bytes], str] | None = None  # the options in words, for `inspect`
+    litert_rewrite: LiteRTRewrite | None = None  # the same op in LiteRT's builtins, for `compare`
 
 
 @dataclass(frozen=True)
@@ -73,20 +82,24 @@ CUSTOM_OPS: dict[str, CustomOp] = {}
 def register_custom_op(
     name: str,
     prepare: Callable[[OpContext, bytes], CustomPrepared | PreparedOp],
-    kernel: Callable[..., Any],
+    kernel: Callable[..., Any] | None = None,
     *,
     numba_kernel: Callable[..., Any] | None = None,
     describe: Callable[[bytes], str] | None = None,
+    litert_rewrite: LiteRTRewrite | None = None,
     replace: bool = False,
 ) -> None:
-    """Teach npdeeplab the custom op with this custom code (see the module docstring)."""
+    """Teach npdeeplab the custom op with this custom code (see the module docstring).
+
+    describe: the options bytes in words, for `inspect`. litert_rewrite: the op as LiteRT
+    builtins, so that `compare` and `report` can hold it against LiteRT (which cannot run it)."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"a custom op's name must be a non-empty string, got {name!r}")
-    if not callable(prepare) or not callable(kernel):
-        raise TypeError("prepare and kernel must be callables")
+    if not callable(prepare) or not (kernel is None or callable(kernel)):
+        raise TypeError("prepare (and kernel, if given) must be callables")
     if name in CUSTOM_OPS and not replace:
         raise ValueError(f"custom op {name!r} is already registered; pass replace=True to replace it")
-    CUSTOM_OPS[name] = CustomOp(name, prepare, kernel, numba_kernel, describe)
+    CUSTOM_OPS[name] = CustomOp(name, prepare, kernel, numba_kernel, describe, litert_rewrite)
     CUSTOM_PREPARERS[KIND_PREFIX + name] = lambda ctx: _prepare(CUSTOM_OPS[name], ctx)
 
 
@@ -105,7 +118,8 @@ def custom_kernels(backend: str) -> dict[str, Callable[..., Any]]:
     table = {}
     for op in CUSTOM_OPS.values():
         chosen = op.numba_kernel if backend == "numba" and op.numba_kernel is not None else op.kernel
-        table[kernel_name(op.name)] = _checking(chosen)
+        if chosen is not None:
+            table[kernel_name(op.name)] = _checking(chosen)
     return table
 
 
@@ -120,6 +134,37 @@ def describe_options(kind: str, options: bytes) -> str | None:
         return f"options not readable ({error})"
 
 
+def rewrite_for_litert(model: Model) -> tuple[Model, list[str]]:
+    """The model with every custom op replaced by its registered builtin equivalent, for LiteRT,
+    and a note per op replaced. Tensor indices stay the same (new tensors come after the file's
+    own), so tensors line up between the two models. Raises NpDeepLabError for a custom op with
+    no rewrite."""
+    graph = model.main
+    ops, tensors, notes = list(graph.ops), list(graph.tensors), []
+    for op in graph.ops:
+        if not op.kind.startswith(KIND_PREFIX):
+            continue
+        custom = CUSTOM_OPS.get(op.kind.removeprefix(KIND_PREFIX))
+        if custom is None or custom.litert_rewrite is None:
+            raise NpDeepLabError(
+                f"LiteRT cannot run {op.describe()}, and npdeeplab knows no builtin equivalent of it to run "
+                f"instead (register_custom_op(..., litert_rewrite=...))"
+            )
+        replacement, added = custom.litert_rewrite(dataclasses.replace(graph, tensors=tuple(tensors)), op,
+                                                    len(tensors))
+        ops[op.index] = replacement
+        tensors.extend(added)
+        notes.append(f"op {op.index} ({op.kind}) runs in LiteRT as builtin {replacement.kind}")
+    if not notes:
+        return model, []
+    main = dataclasses.replace(graph, ops=tuple(ops), tensors=tuple(tensors))
+    return dataclasses.replace(model, subgraphs=(main, *model.subgraphs[1:])), notes
+
+
+def has_custom_ops(model: Model) -> bool:
+    return any(op.kind.startswith(KIND_PREFIX) for op in model.main.ops)
+
+
 def _prepare(op: CustomOp, ctx: OpContext) -> PreparedOp:
     result = op.prepare(ctx, ctx.op.custom_options)
     if isinstance(result, PreparedOp):
@@ -127,6 +172,8 @@ def _prepare(op: CustomOp, ctx: OpContext) -> PreparedOp:
     if not isinstance(result, CustomPrepared):
         ctx.fail(f"the prepare function of custom op {op.name!r} returned {type(result).__name__}, "
                  f"not a CustomPrepared or PreparedOp")
+    if op.kernel is None:
+        ctx.fail(f"custom op {op.name!r} was registered without a kernel, so its prepare must return a PreparedOp")
     shapes = tuple(tuple(int(d) for d in shape) for shape in result.output_shapes)
     dtypes = tuple(np.dtype(d) for d in result.output_dtypes)
     if len(shapes) != len(dtypes):

@@ -50,8 +50,9 @@ class Trace:
 
     def to_text(self) -> str:
         quantized = any(r.integer_range is not None for r in self.rows)
+        width = max([20, *(len(r.kind) + 2 for r in self.rows)])  # custom op names run long
         lines = [
-            f"{'#':>3}  {'op':<20}{'output':<20}{'min':>10}{'max':>10}{'mean':>10}{'std':>10}"
+            f"{'#':>3}  {'op':<{width}}{'output':<20}{'min':>10}{'max':>10}{'mean':>10}{'std':>10}"
             f"{'zeros':>8}{'nan/inf':>8}{'ms':>8}" + (f"  {'integers':>10}" if quantized else "")
         ]
         for r in self.rows:
@@ -59,7 +60,7 @@ class Trace:
             shape = "[" + ",".join(map(str, r.shape)) + "]"
             integers = f"  {f'[{r.integer_range[0]},{r.integer_range[1]}]':>10}" if r.integer_range else ""
             lines.append(
-                f"{r.index:>3}  {r.kind:<20}{shape:<20}{s.min:>10.4g}{s.max:>10.4g}{s.mean:>10.4g}{s.std:>10.4g}"
+                f"{r.index:>3}  {r.kind:<{width}}{shape:<20}{s.min:>10.4g}{s.max:>10.4g}{s.mean:>10.4g}{s.std:>10.4g}"
                 f"{100 * s.zeros:>7.1f}%{s.nonfinite:>8}{r.ms:>8.2f}{integers}"
             )
         if quantized:

@@ -23,6 +23,8 @@ import numpy as np
 
 from npdeeplab.errors import InputError, NpDeepLabError
 from npdeeplab.model.ir import Model
+from npdeeplab.model.writer import write_model
+from npdeeplab.ops.custom import has_custom_ops, rewrite_for_litert
 from npdeeplab.runtime.backends import kernel_table
 from npdeeplab.runtime.interpreter import Interpreter, OpCall
 
@@ -82,9 +84,10 @@ class Comparison:
         if self.problem is not None:
             return self.problem  # no table: its rows would compare ops that do not correspond
         mode = "each op fed the reference's inputs" if self.isolate else "whole model"
+        width = max([20, *(len(r.kind) + 2 for r in self.rows)])  # custom op names run long
         lines = [
             f"npdeeplab vs {self.reference} ({mode}); tolerance |a-b| <= {self.atol:g} + {self.rtol:g}*|b|",
-            f"{'':2}{'#':>3}  {'op':<20}{'output':<18}{'max abs':>10}{'max rel':>10}{'ulp/lsb':>10}{'cosine':>12}",
+            f"{'':2}{'#':>3}  {'op':<{width}}{'output':<18}{'max abs':>10}{'max rel':>10}{'ulp/lsb':>10}{'cosine':>12}",
         ]
         if any(r.off_by is not None for r in self.rows):
             lines[1] += f"  {'off by 1/2/>2 lsb':>18}"
@@ -94,7 +97,7 @@ class Comparison:
             shape = "[" + ",".join(map(str, r.shape)) + "]"
             off_by = f"  {'/'.join(map(str, r.off_by)):>18}" if r.off_by is not None else ""
             lines.append(
-                f"{mark}{r.index:>3}  {r.kind:<20}{shape:<18}{r.max_abs:>10.3g}{r.max_rel:>10.3g}"
+                f"{mark}{r.index:>3}  {r.kind:<{width}}{shape:<18}{r.max_abs:>10.3g}{r.max_rel:>10.3g}"
                 f"{r.max_units:>10.4g} {r.cosine:>11.8f}{off_by}"
             )
         lines += [f"note: {n}" for n in self.notes]
@@ -231,8 +234,13 @@ def compare_with_litert(
         raise InputError(f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)}")
     inputs = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
     ours = model if isinstance(model, Interpreter) else _interpreter(model, backend)
-    source = reference_model if reference_model is not None else ours.model.source
-    if not Path(str(source)).is_file():
+    source: str | os.PathLike | bytes = reference_model if reference_model is not None else ours.model.source
+    rewritten: list[str] = []
+    if reference_model is None and reference_tensors is None and has_custom_ops(ours.model):
+        # LiteRT cannot run the custom ops: it runs their registered builtin equivalents instead.
+        model, rewritten = rewrite_for_litert(ours.model)
+        source = write_model(model)
+    elif not Path(str(source)).is_file():
         raise InputError("LiteRT needs the model as a file: give reference_model=")
     theirs = reference_tensors if reference_tensors is not None else litert_tensors(source, inputs, reference)
     if isolate:
@@ -247,7 +255,7 @@ def compare_with_litert(
             outputs[step.op.index] = kernels[step.kernel](step.params, *arguments)
     else:
         outputs = collect_outputs(ours, inputs)
-    rows, notes = [], []
+    rows, notes = [], list(rewritten)
     for step in ours.ops:
         index = step.op.outputs[0]
         if step.op.index not in outputs or index not in theirs:

@@ -82,12 +82,13 @@ class ModelSummary:
             lines.append(f"sha256  {self.sha256}")
         lines.append(f"graph   {len(self.ops)} ops in subgraph 0 of {self.subgraphs}, {self.numerics}")
         lines.append("")
-        lines.append(f"{'#':>3}  {'op':<22}{'input':<20}{'output':<20}{'options':<28}{'params':>9}{'MACs':>9}")
+        width = max([22, *(len(row.kind) + 2 for row in self.ops)])  # custom op names run long
+        lines.append(f"{'#':>3}  {'op':<{width}}{'input':<20}{'output':<20}{'options':<28}{'params':>9}{'MACs':>9}")
         for row in self.ops:
             first = _shape(row.inputs[0]) if row.inputs else "-"
             more = f" +{len(row.inputs) - 1}" if len(row.inputs) > 1 else ""
             lines.append(
-                f"{row.index:>3}  {row.kind:<22}{first + more:<20}{_shape(row.outputs[0]):<20}"
+                f"{row.index:>3}  {row.kind:<{width}}{first + more:<20}{_shape(row.outputs[0]):<20}"
                 f"{row.options:<28}{_count(row.parameters):>9}{_count(row.macs):>9}"
             )
         kinds = ", ".join(f"{kind} {n}" for kind, n in self.kinds().items())
@@ -168,8 +169,9 @@ def summarize(model: str | os.PathLike | Model | Interpreter) -> ModelSummary:
             return _declared_summary(ir, sha, str(error))
     tensors = interpreter.tensors
     prepared = {step.op.index: step for step in interpreter.ops}
+    folded = frozenset(o for op in ir.main.ops if op.index not in prepared for o in op.outputs)
     rows = [
-        _row(op, tensors, prepared[op.index].macs) if op.index in prepared else _folded_row(op, tensors)
+        _row(op, tensors, prepared[op.index].macs, folded) if op.index in prepared else _folded_row(op, tensors)
         for op in ir.main.ops
     ]
     return _summary(ir, sha, rows, tensors, interpreter.memory_plan.peak_bytes, None)
@@ -226,9 +228,13 @@ def _summary(
     )
 
 
-def _row(op: OpNode, tensors: Any, macs: int) -> OpRow:
+def _row(op: OpNode, tensors: Any, macs: int, folded: frozenset[int] = frozenset()) -> OpRow:
+    """folded: tensors that are constants only because a float16 DEQUANTIZE was folded at load
+    (its weights count as parameters once, at the DEQUANTIZE)."""
     present = [tensors[i] for i in op.inputs if i != -1]
-    weights = [t for t in present if t.is_constant and t.dtype.kind in "fiu" and _is_parameter(op, t)]
+    weights = [
+        t for t in present if t.is_constant and t.index not in folded and t.dtype.kind in "fiu" and _is_parameter(op, t)
+    ]
     return OpRow(
         index=op.index,
         kind=op.kind,
