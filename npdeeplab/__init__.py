@@ -32,11 +32,13 @@ def segment(
     *,
     backend: str | None = None,
     interpreter: Interpreter | None = None,
+    **options: Any,
 ) -> "SegmentationResult":
-    """Segment an image (path, PIL image or HxWx3 uint8 array); see npdeeplab.segmentation.segment."""
+    """Segment an image (path, PIL image or HxWx3 uint8 array); see npdeeplab.segmentation.segment
+    for the options (output_kind, input_range, input_size, output_name, threshold, max_pixels)."""
     from npdeeplab.segmentation import segment as _segment
 
-    return _segment(image, model, backend=backend, interpreter=interpreter)
+    return _segment(image, model, backend=backend, interpreter=interpreter, **options)
 
 
 def compare(model: Any, inputs: Any, **options: Any) -> "Comparison":

@@ -34,23 +34,40 @@ _CHUNK = 1 << 16
 _USER_AGENT = "npdeeplab (https://pypi.org/project/npdeeplab/)"
 
 
+OUTPUT_KINDS = ("logits", "labels", "probability", "logit", "two_class")
+"""How a segmentation model's output is read: "logits" [1, H, W, C] (argmax), "labels" [1, H, W]
+(class ids), "probability" (one foreground channel after LOGISTIC, as MediaPipe's Selfie), "logit"
+(one foreground channel before the sigmoid, as BodyPix's float_segments), "two_class" (background and
+person logits, softmax over the two, as Google Meet's models)."""
+FOREGROUND_KINDS = ("probability", "logit", "two_class")
+
+
+def range_to_mean_std(low: float, high: float) -> tuple[float, float]:
+    """(mean, std) with (pixel - mean) / std mapping pixels 0..255 onto [low, high]."""
+    std = 255.0 / (high - low)
+    return 0.0 - low * std + 0.0, std
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """One known model: where to get it, how to check it, and how to feed and read it."""
 
     name: str
     description: str
-    url: str
+    url: str | None  # the official download address; None: not downloadable, put the file in $NPDEEPLAB_MODELS
     sha256: str
     size: int
     input_size: tuple[int, int]  # (height, width)
     input_dtype: str  # "float32" | "uint8"
-    mean: float  # model input = (pixel - mean) / std (float models)
+    mean: float  # model input = (pixel - mean) / std (float models); from "input_range" where the entry gives one
     std: float
-    output: str  # "logits" | "labels"
+    output: str  # one of OUTPUT_KINDS
     labels: tuple[str, ...]
     licence: str
     raw_pixels: bool = False  # an integer input fed the pixels 0..255 as they are, whatever its quantization
+    input_range: tuple[float, float] | None = None  # the real range pixels 0..255 map onto, as the entry says
+    output_index: int | None = None  # which of several outputs segment reads (position in the output list)
+    output_name: str | None = None  # ... or by tensor name
 
     @property
     def filename(self) -> str:
@@ -61,23 +78,42 @@ class ModelEntry:
 def _entry_from_json(data: dict, source: str) -> ModelEntry:
     """Build a ModelEntry from one registry JSON object (a malformed file is a packaging bug)."""
     height, width = data["input_size"]
+    input_range = None
+    if "input_range" in data:
+        low, high = (float(v) for v in data["input_range"])
+        if not low < high:
+            raise RuntimeError(f"registry file {source}: input_range must be [low, high] with low < high")
+        if "mean" in data or "std" in data:
+            raise RuntimeError(f"registry file {source}: give input_range or mean and std, not both")
+        input_range = (low, high)
+        mean, std = range_to_mean_std(low, high)
+    else:
+        mean, std = float(data["mean"]), float(data["std"])
+    url = data.get("url")
     entry = ModelEntry(
         name=str(data["name"]),
         description=str(data["description"]),
-        url=str(data["url"]),
+        url=str(url) if url else None,
         sha256=str(data["sha256"]).lower(),
         size=int(data["size"]),
         input_size=(int(height), int(width)),
         input_dtype=str(data["input_dtype"]),
-        mean=float(data["mean"]),
-        std=float(data["std"]),
+        mean=mean,
+        std=std,
         output=str(data["output"]),
         labels=tuple(str(label) for label in data["labels"]),
         licence=str(data["licence"]),
         raw_pixels=bool(data.get("raw_pixels", False)),
+        input_range=input_range,
+        output_index=int(data["output_index"]) if data.get("output_index") is not None else None,
+        output_name=str(data["output_name"]) if data.get("output_name") is not None else None,
     )
     if f"{entry.name}.json" != source:
         raise RuntimeError(f"registry file {source} describes model {entry.name!r}; its name must match the file")
+    if entry.output not in OUTPUT_KINDS:
+        raise RuntimeError(f"registry file {source}: output {entry.output!r} is not one of {', '.join(OUTPUT_KINDS)}")
+    if entry.output_index is not None and entry.output_name is not None:
+        raise RuntimeError(f"registry file {source}: give output_index or output_name, not both")
     return entry
 
 
@@ -164,7 +200,12 @@ def _verified(path: Path, entry: ModelEntry, *, cached: bool) -> Path:
         raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from exc
     if got == entry.sha256:
         return path
-    fix = "delete it to download it again" if cached else f"replace it with the official file from {entry.url}"
+    if cached:
+        fix = "delete it to download it again"
+    elif entry.url:
+        fix = f"replace it with the official file from {entry.url}"
+    else:
+        fix = f"replace it with the right file ({entry.name} is {_NOT_DOWNLOADABLE})"
     raise ChecksumError(
         f"model file {path} has sha256 {got} ({path.stat().st_size} bytes) but {entry.name} "
         f"expects {entry.sha256} ({entry.size} bytes); {fix}"
@@ -197,17 +238,18 @@ def resolve_model(model: str | os.PathLike[str], *, download: bool = True, progr
     found = _find_registered(entry)
     if found is not None:
         return found
-    if not download:
+    if not download or _download_url(entry, None) is None:
         places = ", ".join(str(d) for d in _search_dirs())
+        off = "" if download else " and downloading is off"
         raise ModelNotFoundError(
-            f"model {name} not found (looked for {entry.filename} in {places}) and downloading is off; "
+            f"model {name} not found (looked for {entry.filename} in {places}){off}; "
             f"{_manual_hint(entry)}"
         )
     return download_model(entry, progress=progress)
 
 
-def _download_url(entry: ModelEntry, url: str | None) -> str:
-    """The explicit URL, else $NPDEEPLAB_MODEL_URL_BASE/<name>.tflite, else the official URL."""
+def _download_url(entry: ModelEntry, url: str | None) -> str | None:
+    """The explicit URL, else $NPDEEPLAB_MODEL_URL_BASE/<name>.tflite, else the official URL (None if it has none)."""
     if url:
         return url
     base = os.environ.get(URL_BASE_ENV)
@@ -216,8 +258,13 @@ def _download_url(entry: ModelEntry, url: str | None) -> str:
     return entry.url
 
 
+_NOT_DOWNLOADABLE = f"not downloadable; put the file in {MODELS_ENV}"
+
+
 def _manual_hint(entry: ModelEntry) -> str:
     """How to get a model without npdeeplab downloading it."""
+    if not entry.url:
+        return f"{entry.name} is {_NOT_DOWNLOADABLE} (a directory listed there), or pass the path to the .tflite file"
     return (
         f"download {entry.url} manually and put it in a directory listed in {MODELS_ENV}, "
         f"or pass the path to the .tflite file"
@@ -271,6 +318,8 @@ def download_model(
     so nothing is left behind on failure. Raises DownloadError or ChecksumError.
     """
     source = _download_url(entry, url)
+    if source is None:
+        raise ModelNotFoundError(f"model {entry.name} has no download address: {_manual_hint(entry)}")
     dest = Path(dest_dir) if dest_dir is not None else cache_dir()
     target = dest / entry.filename
     tmp_path: Path | None = None

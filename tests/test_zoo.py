@@ -18,6 +18,7 @@ from npdeeplab.errors import ChecksumError, DownloadError, ModelNotFoundError
 
 FLOAT_MODEL = "deeplabv3_257_mv_gpu"
 QUANT_MODEL = "deeplabv3_mnv2_dm05_pascal_quant"  # the smaller file: used for the download tests
+SELFIE_MODEL = "selfiesegmentation_mlkit-256x256-2021_01_19-v1215.f16"  # no download address
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -100,8 +101,8 @@ def files_in(directory: Path) -> list[str]:
 
 def test_registry_has_both_models_with_voc_labels():
     entries = zoo.registry()
-    assert set(entries) == {FLOAT_MODEL, QUANT_MODEL}
-    for entry in entries.values():
+    assert set(entries) == {FLOAT_MODEL, QUANT_MODEL, SELFIE_MODEL}  # Selfie: tests/test_person_segmentation.py
+    for entry in (entries[FLOAT_MODEL], entries[QUANT_MODEL]):
         assert len(entry.labels) == 21
         assert entry.labels[0] == "background" and entry.labels[15] == "person" and entry.labels[20] == "tvmonitor"
         assert len(entry.sha256) == 64 and entry.url.startswith("https://") and entry.licence == "Apache-2.0"

@@ -1,25 +1,34 @@
-"""The segmentation pipeline: images in (images), model run and label maps (pipeline), colours
-and overlays (palette)."""
+"""The segmentation pipeline: images in (images), how a model is fed and read (spec), the model
+run and label maps (pipeline), what comes back (result), person mattes and composites (matte),
+colours and overlays (palette), animated GIFs (animation)."""
 
 from npdeeplab.segmentation.pipeline import (
-    FOREGROUND_LABELS,
-    VOC_LABELS,
-    ClassArea,
-    ModelSpec,
-    SegmentationResult,
+    foreground_at,
     labels_at,
     load_segmenter,
     model_input,
-    model_spec,
     nearest_labels,
-    output_kind,
+    resize_input,
     segment,
     upsampled_argmax,
     upsampled_labels,
+    upsampled_map,
+)
+from npdeeplab.segmentation.result import ClassArea, SegmentationResult
+from npdeeplab.segmentation.spec import (
+    DEFAULT_THRESHOLD,
+    FOREGROUND_LABELS,
+    VOC_LABELS,
+    ModelSpec,
+    model_spec,
+    output_kind,
+    output_kind_of,
+    select_output,
 )
 
 __all__ = [
-    "FOREGROUND_LABELS", "VOC_LABELS", "ClassArea", "ModelSpec", "SegmentationResult", "labels_at",
-    "load_segmenter", "model_input", "model_spec", "nearest_labels", "output_kind", "segment",
-    "upsampled_argmax", "upsampled_labels",
+    "DEFAULT_THRESHOLD", "FOREGROUND_LABELS", "VOC_LABELS", "ClassArea", "ModelSpec", "SegmentationResult",
+    "foreground_at", "labels_at", "load_segmenter", "model_input", "model_spec", "nearest_labels", "output_kind",
+    "output_kind_of", "resize_input", "segment", "select_output", "upsampled_argmax", "upsampled_labels",
+    "upsampled_map",
 ]

@@ -1,151 +1,41 @@
-"""Segment an image: image -> model input -> logits -> per-pixel class at the image's own size.
+"""Segment an image: image -> model input -> model outputs -> per-pixel class (and person matte) at
+the image's own size.
 
-Preprocessing follows the model's registry entry (size, normalisation). The logits are scaled
-up to the image with bilinear interpolation (half-pixel centres) before the argmax, which gives
-smooth class boundaries; models that output class ids are scaled with nearest neighbour. A model
-with one output channel (a person or foreground score, as MediaPipe's selfie segmentation and
-BodyPix give) is a binary mask: foreground where its probability is over 0.5, read as a
-probability when the graph ends in LOGISTIC and as a logit otherwise (sigmoid(x) > 0.5 is x > 0).
+How a model is fed and read (a ModelSpec) comes from the caller's options, else the model's registry
+entry, else the graph. Outputs are read as (zoo.OUTPUT_KINDS): class logits, argmaxed after they are
+scaled up to the image with bilinear interpolation (half-pixel centres), which gives smooth class
+boundaries; class ids, scaled with nearest neighbour; or a foreground (person) score, which gives a
+soft matte, the person probability at the image's size, and labels where it is over a threshold
+(0.5). A one-channel probability (the graph ends in LOGISTIC, as MediaPipe's Selfie) is scaled up
+as a probability; a one-channel logit (BodyPix's float_segments) and two-channel background/person
+logits (Google Meet's models) are scaled up as logits, then go through the sigmoid (or the softmax
+over the two, the sigmoid of their difference), as BodyPix does: the matte is as smooth, and its
+threshold is exactly the logit's sign, as the label map has always been.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
+import math
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from npdeeplab.errors import ModelError
+from npdeeplab.errors import InputError, ModelError, NpDeepLabError
 from npdeeplab.kernels.resize import bilinear_taps, nearest_indices
 from npdeeplab.runtime.inputs import random_array
 from npdeeplab.runtime.interpreter import Interpreter
-from npdeeplab.segmentation import palette
-from npdeeplab.segmentation.images import ImageSource, load_image, to_model_input
-from npdeeplab.zoo import DEFAULT_MODEL, entry_for_path, get_entry, registry, resolve_model
+from npdeeplab.segmentation.images import ImageSource, load_image
+from npdeeplab.segmentation.result import SegmentationResult
+from npdeeplab.segmentation.spec import DEFAULT_THRESHOLD, ModelSpec, model_spec
+from npdeeplab.zoo import DEFAULT_MODEL, ModelEntry, entry_for_path, registry, resolve_model
 
-VOC_LABELS = registry()[DEFAULT_MODEL].labels
 ROW_BLOCK = 64  # rows of the upsampled logits held at once
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """How to feed a segmentation model and read its output."""
-
-    input_size: tuple[int, int]
-    input_dtype: np.dtype
-    mean: float
-    std: float
-    output: str  # "logits" (argmax), "labels" (class ids), "probability" or "logit" (one foreground channel)
-    labels: tuple[str, ...]
-    input_quantization: tuple[float, int] | None = None  # integer inputs: None feeds the pixels as they are
-    output_quantization: tuple[float, int] | None = None  # quantized scores, dequantized before they are read
-
-    def model_input(self, picture: Image.Image) -> np.ndarray:
-        return to_model_input(picture, self.input_size, self.input_dtype, self.mean, self.std, self.input_quantization)
-
-    def real_output(self, output: np.ndarray) -> np.ndarray:
-        """The model's scores as real numbers (quantized logits or probabilities dequantized)."""
-        if self.output_quantization is None:
-            return output
-        scale, zero_point = self.output_quantization
-        return (np.float32(scale) * (output.astype(np.float32) - np.float32(zero_point))).astype(np.float32)
-
-    @property
-    def reading(self) -> str:
-        """How the output becomes class ids, in words."""
-        return {
-            "logits": f"argmax over {len(self.labels)} classes",
-            "labels": "class ids",
-            "probability": "one-channel output read as a probability: foreground where > 0.5",
-            "logit": "one-channel output read as a logit: foreground where sigmoid > 0.5",
-        }[self.output]
-
-
-@dataclass(frozen=True)
-class ClassArea:
-    class_id: int
-    name: str
-    pixels: int
-    share: float
-
-
-FOREGROUND_LABELS = ("background", "foreground")
-
-
-@dataclass(repr=False)
-class SegmentationResult:
-    labels: np.ndarray  # H x W uint8 class ids at the image's size
-    logits: np.ndarray | None  # h x w x C float32 at the model's resolution (None for label models)
-    class_names: tuple[str, ...]
-    image: Image.Image
-    model: str
-    reading: str = "argmax"  # how the model's output became labels (ModelSpec.reading)
-
-    def __repr__(self) -> str:
-        classes = ", ".join(f"{a.name} {100 * a.share:.1f}%" for a in self.areas())
-        return f"SegmentationResult(model={self.model!r}, size={self.image.width}x{self.image.height}, {classes})"
-
-    def areas(self) -> list[ClassArea]:
-        """Each class present, largest first."""
-        counts = np.bincount(self.labels.reshape(-1), minlength=len(self.class_names))
-        total = int(self.labels.size)
-        rows = [
-            ClassArea(c, self._name(c), int(n), float(n / total)) for c, n in enumerate(counts) if n > 0
-        ]
-        return sorted(rows, key=lambda row: (-row.pixels, row.class_id))
-
-    def overlay(self, alpha: float = 0.5, legend: bool = True) -> Image.Image:
-        return palette.overlay(self.image, self.labels, alpha, self.class_names, legend=legend)
-
-    def mask_image(self) -> Image.Image:
-        return palette.mask_image(self.labels)
-
-    def save_mask(self, path: str | os.PathLike) -> Path:
-        return palette.save_mask_png(self.labels, path)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "width": self.image.width,
-            "height": self.image.height,
-            "reading": self.reading,
-            "classes": [
-                {"id": a.class_id, "name": a.name, "pixels": a.pixels, "share": round(a.share, 6)}
-                for a in self.areas()
-            ],
-        }
-
-    def _repr_html_(self) -> str:
-        buffer = io.BytesIO()
-        picture = self.overlay()
-        picture.thumbnail((640, 640))
-        picture.save(buffer, format="PNG")
-        encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-        rows = "".join(
-            f"<tr><td>{a.class_id}</td><td>{html.escape(a.name)}</td><td style='text-align:right'>"
-            f"{100 * a.share:.1f}%</td></tr>"
-            for a in self.areas()
-        )
-        return (
-            f"<div style='display:flex;gap:16px;align-items:flex-start'>"
-            f"<img src='data:image/png;base64,{encoded}' alt='segmentation overlay'/>"
-            f"<table><thead><tr><th>id</th><th>class</th><th>area</th></tr></thead><tbody>{rows}</tbody></table>"
-            f"</div>"
-        )
-
-    def _name(self, class_id: int) -> str:
-        return self.class_names[class_id] if class_id < len(self.class_names) else f"class {class_id}"
-
-
-_interpreters: dict[tuple[str, str | None], tuple[Interpreter, ModelSpec]] = {}
+_interpreters: dict[tuple[str, str | None, tuple[int, int] | None], tuple[Interpreter, ModelEntry | None]] = {}
 _loading = threading.Lock()
 
 
@@ -156,104 +46,163 @@ def segment(
     backend: str | None = None,
     interpreter: Interpreter | None = None,
     max_pixels: int | None = None,
+    output_kind: str | None = None,
+    input_range: tuple[float, float] | None = None,
+    input_size: tuple[int, int] | None = None,
+    output_name: str | None = None,
+    threshold: float | None = None,
 ) -> SegmentationResult:
     """Segment one image (a path, a PIL image or an HxWx3 uint8 array) with a model name or path.
 
+    output_kind (one of zoo.OUTPUT_KINDS), input_range ((low, high): pixels 0..255 mapped onto it)
+    and output_name (which output to read) override the registry entry and what the graph suggests;
+    input_size (height, width) resizes the model's input first (models that take any size, such as
+    BodyPix); threshold (foreground models, default 0.5) is where the matte becomes labels.
     Safe to call from several threads: a shared interpreter runs one image at a time.
     """
     picture = load_image(image, max_pixels)
+    options = {"output_kind": output_kind, "input_range": input_range, "output_name": output_name}
+    size = _input_size(input_size)
     if interpreter is None:
-        interpreter, spec = load_segmenter(model, backend)
+        interpreter, spec = load_segmenter(model, backend, input_size=size, **options)
     else:
-        spec = model_spec(interpreter, None)
+        entry = entry_for_path(interpreter.model.source) if interpreter.model.source != "<bytes>" else None
+        if size is not None:
+            with interpreter.lock:
+                resize_input(interpreter, size, str(model))
+        spec = model_spec(interpreter, entry, **options)
+    cut = _threshold(threshold, spec)
     batch = spec.model_input(picture)
     with interpreter.lock:  # set, invoke and get as one step, or another thread's image could slip in
         if not interpreter.allocated:
             interpreter.allocate_tensors()
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"], batch)
         interpreter.invoke()
-        output = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]
+        raw = {d["index"]: interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()}
+        names = {d["index"]: d["name"] for d in interpreter.get_output_details()}
+    read = spec.output_tensor if spec.output_tensor is not None else next(iter(raw))
+    output = raw[read][0]
     if spec.output != "labels":
         output = spec.real_output(output)
+    matte = None
+    if spec.foreground:
+        matte, labels = foreground_at(output, spec, (picture.height, picture.width), cut)
+    else:
+        labels = labels_at(output, spec, (picture.height, picture.width))
     return SegmentationResult(
-        labels_at(output, spec, (picture.height, picture.width)),
+        labels,
         None if spec.output == "labels" else output,
         spec.labels,
         picture,
         str(model),
-        spec.reading,
+        spec.describe(cut) if spec.foreground else spec.reading,
+        matte=matte,
+        outputs=_by_name(raw, names),
+        threshold=cut,
     )
+
+
+def _by_name(raw: dict[int, np.ndarray], names: dict[int, str]) -> dict[str, np.ndarray]:
+    """Outputs by tensor name (a name given twice gets its tensor index after it: name#12)."""
+    out: dict[str, np.ndarray] = {}
+    for index, value in raw.items():
+        name = names[index] if names[index] not in out else f"{names[index]}#{index}"
+        out[name] = value
+    return out
+
+
+def _threshold(threshold: float | None, spec: ModelSpec) -> float | None:
+    if threshold is None:
+        return DEFAULT_THRESHOLD if spec.foreground else None
+    if not spec.foreground:
+        raise InputError(f"a threshold applies to foreground (person) models; this one is read as {spec.reading}")
+    if not 0 <= threshold < 1:
+        raise InputError(f"the threshold must be at least 0 and under 1, got {threshold}")
+    return float(threshold)
+
+
+def _input_size(size: tuple[int, int] | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in size):
+        raise InputError(f"an input size is (height, width), two positive integers; got {size}")
+    return int(size[0]), int(size[1])
 
 
 def labels_at(output: np.ndarray, spec: ModelSpec, size: tuple[int, int]) -> np.ndarray:
     """The model's output (one image, at the model's resolution) as class ids at size."""
     if spec.output == "labels":
-        return nearest_labels(output, size)
-    if spec.output == "probability":
-        return upsampled_labels(output, size, lambda block: block[..., 0] > 0.5)
-    if spec.output == "logit":
-        return upsampled_labels(output, size, lambda block: block[..., 0] > 0)
+        return nearest_labels(output[..., 0] if output.ndim == 3 else output, size)
+    if spec.foreground:
+        return foreground_at(output, spec, size)[1]
     return upsampled_argmax(output, size)
 
 
-def load_segmenter(model: str | os.PathLike, backend: str | None = None) -> tuple[Interpreter, ModelSpec]:
-    """An interpreter for the model, loaded once per process and backend."""
+def foreground_at(
+    output: np.ndarray, spec: ModelSpec, size: tuple[int, int], threshold: float | None = DEFAULT_THRESHOLD
+) -> tuple[np.ndarray, np.ndarray]:
+    """(matte, labels) at size from a foreground output [h, w, C] (or [h, w]): the matte is the person
+    probability, H x W float32, scaled up smoothly (see the module's docstring); labels are 1 where it
+    is over the threshold."""
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+    scores = output[..., None] if output.ndim == 2 else output
+    if spec.output == "probability" or (spec.output == "two_class" and spec.softmaxed):
+        channel = 1 if spec.output == "two_class" else 0
+        up = upsampled_map(scores[..., channel:channel + 1], size, lambda block: block[..., 0], np.float32)
+        matte = np.clip(np.nan_to_num(up, nan=0.0), 0, 1)
+        return matte.astype(np.float32), (matte > threshold).astype(np.uint8)
+    if spec.output == "two_class":
+        z = upsampled_map(scores[..., :2], size, lambda block: block[..., 1] - block[..., 0], np.float32)
+    else:
+        z = upsampled_map(scores[..., :1], size, lambda block: block[..., 0], np.float32)
+    z = np.nan_to_num(z, nan=-np.inf)
+    with np.errstate(over="ignore"):
+        matte = (1 / (1 + np.exp(-z))).astype(np.float32)
+    cut = -np.inf if threshold == 0 else math.log(threshold / (1 - threshold))
+    return matte, (z > cut).astype(np.uint8)  # z > logit(t) is sigmoid(z) > t, without sigmoid's rounding
+
+
+def load_segmenter(
+    model: str | os.PathLike,
+    backend: str | None = None,
+    *,
+    input_size: tuple[int, int] | None = None,
+    output_kind: str | None = None,
+    input_range: tuple[float, float] | None = None,
+    output_name: str | None = None,
+) -> tuple[Interpreter, ModelSpec]:
+    """An interpreter for the model (its input resized to input_size, or to its registry entry's
+    size), loaded once per process, backend and size, and how to read it."""
     path = resolve_model(model)
-    key = (str(path), backend)
+    name = str(model)
+    entry = registry()[name] if name in registry() else entry_for_path(path)
+    size = _input_size(input_size) or (entry.input_size if entry is not None else None)
+    key = (str(path), backend, size)
     with _loading:  # two threads asking at once share one interpreter
         if key not in _interpreters:
             interpreter = Interpreter(model_path=path, backend=backend)
+            if size is not None:
+                resize_input(interpreter, size, name)
             interpreter.allocate_tensors()
-            entry = entry_for_path(path) if Path(str(model)).suffix else get_entry(str(model))
-            _interpreters[key] = (interpreter, model_spec(interpreter, entry))
-    return _interpreters[key]
+            _interpreters[key] = (interpreter, entry)
+    interpreter, entry = _interpreters[key]
+    return interpreter, model_spec(
+        interpreter, entry, output_kind=output_kind, input_range=input_range, output_name=output_name
+    )
 
 
-def model_spec(interpreter: Interpreter, entry: Any) -> ModelSpec:
-    """From the registry entry when there is one, else from the model's own input and output."""
-    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
-    shape, dtype = tuple(int(d) for d in inputs[0]["shape"]), np.dtype(inputs[0]["dtype"])
-    if len(inputs) != 1 or len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
-        raise ModelError(f"a segmentation model takes one [1, H, W, 3] image; this one takes {list(shape)}")
-    out_shape = tuple(int(d) for d in outputs[0]["shape"])
-    if len(out_shape) not in (3, 4) or out_shape[0] != 1:
-        raise ModelError(
-            f"a segmentation model outputs [1, H, W, classes] or [1, H, W]; this one gives {list(out_shape)}"
-        )
-    output = output_kind(interpreter, out_shape)
-    output_quantization = _quantization(outputs[0]) if output != "labels" else None
-    if entry is not None:
-        input_quantization = None if entry.raw_pixels else _quantization(inputs[0])
-        return ModelSpec(entry.input_size, dtype, entry.mean, entry.std, entry.output, entry.labels,
-                         input_quantization, output_quantization)
-    if output in ("probability", "logit"):
-        labels = FOREGROUND_LABELS
-    else:
-        classes = out_shape[3] if output == "logits" else len(VOC_LABELS)
-        labels = VOC_LABELS if classes == len(VOC_LABELS) else tuple(f"class_{i}" for i in range(classes))
-    input_quantization = _quantization(inputs[0])
-    mean, std = (127.5, 127.5) if dtype.kind == "f" or input_quantization else (0.0, 1.0)
-    return ModelSpec((shape[1], shape[2]), dtype, mean, std, output, labels, input_quantization, output_quantization)
-
-
-def _quantization(detail: dict) -> tuple[float, int] | None:
-    """(scale, zero point) of an integer tensor that is quantized, from LiteRT-style details."""
-    scale, zero_point = detail["quantization"]
-    if np.dtype(detail["dtype"]).kind not in "iu" or not scale:
-        return None
-    return float(scale), int(zero_point)
-
-
-def output_kind(interpreter: Interpreter, shape: tuple[int, ...]) -> str:
-    """"labels" for [1, H, W], "logits" for [1, H, W, C > 1]; one channel is a foreground
-    "probability" when the last op is LOGISTIC, else a foreground "logit"."""
-    if len(shape) == 3:
-        return "labels"
-    if shape[3] > 1:
-        return "logits"
-    output = interpreter.get_output_details()[0]["index"]
-    last = next((step.op for step in reversed(interpreter.ops) if output in step.op.outputs), None)
-    return "probability" if last is not None and last.kind == "LOGISTIC" else "logit"
+def resize_input(interpreter: Interpreter, size: tuple[int, int], model: str = "the model") -> None:
+    """Resize the image input to [1, height, width, channels] and allocate; one ModelError if the
+    graph cannot take that size (BodyPix-style models take k * stride + 1)."""
+    detail = interpreter.get_input_details()[0]
+    shape = [int(d) for d in detail["shape"]]
+    if len(shape) != 4 or tuple(shape[1:3]) == tuple(size):
+        return  # a wrong rank is model_spec's to refuse
+    try:
+        interpreter.resize_tensor_input(detail["index"], [shape[0], size[0], size[1], shape[3]])
+        interpreter.allocate_tensors()
+    except NpDeepLabError as error:
+        raise ModelError(f"{model} cannot take a {size[0]}x{size[1]} input: {error}") from None
 
 
 def model_input(interpreter: Interpreter, image: ImageSource | None = None, seed: int = 0) -> np.ndarray:
@@ -266,23 +215,34 @@ def model_input(interpreter: Interpreter, image: ImageSource | None = None, seed
     return spec.model_input(load_image(image))
 
 
+def upsampled_map(
+    scores: np.ndarray, size: tuple[int, int], reduce: Callable[[np.ndarray], np.ndarray], dtype: Any = np.uint8
+) -> np.ndarray:
+    """reduce of the scores [h, w, C] bilinearly scaled to size, a block of rows at a time (a block
+    [rows, W, C] in, [rows, W, ...] out, stored as dtype)."""
+    height, width = size
+    y0, y1, dy = bilinear_taps(scores.shape[0], height, False, True)
+    x0, x1, dx = bilinear_taps(scores.shape[1], width, False, True)
+    dx = dx[None, :, None]
+    out: np.ndarray | None = None
+    for start in range(0, height, ROW_BLOCK):
+        rows = slice(start, min(start + ROW_BLOCK, height))
+        weight = dy[rows, None, None]
+        blended = scores[y0[rows]] * (1 - weight) + scores[y1[rows]] * weight  # [rows, w, C]
+        block = reduce(np.take(blended, x0, axis=1) * (1 - dx) + np.take(blended, x1, axis=1) * dx)
+        if out is None:
+            out = np.empty((height, *block.shape[1:]), dtype=dtype)
+        out[rows] = block
+    assert out is not None
+    return out
+
+
 def upsampled_labels(
     scores: np.ndarray, size: tuple[int, int], to_labels: Callable[[np.ndarray], np.ndarray]
 ) -> np.ndarray:
     """to_labels of the scores [h, w, C] bilinearly scaled to size, a block of rows at a time
     (a block [rows, W, C] in, [rows, W] class ids out)."""
-    height, width = size
-    y0, y1, dy = bilinear_taps(scores.shape[0], height, False, True)
-    x0, x1, dx = bilinear_taps(scores.shape[1], width, False, True)
-    dx = dx[None, :, None]
-    labels = np.empty(size, dtype=np.uint8)
-    for start in range(0, height, ROW_BLOCK):
-        rows = slice(start, min(start + ROW_BLOCK, height))
-        weight = dy[rows, None, None]
-        blended = scores[y0[rows]] * (1 - weight) + scores[y1[rows]] * weight  # [rows, w, C]
-        block = np.take(blended, x0, axis=1) * (1 - dx) + np.take(blended, x1, axis=1) * dx
-        labels[rows] = to_labels(block)
-    return labels
+    return upsampled_map(scores, size, to_labels, np.uint8)
 
 
 def upsampled_argmax(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
