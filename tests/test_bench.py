@@ -177,3 +177,12 @@ def test_cli_refuses_unknown_engines(engines, capsys):
         main(["bench", "model.tflite", "--engines", engines])
     assert exit_info.value.code == 2
     assert "argument --engines: unknown engine(s) " in capsys.readouterr().err
+
+
+def test_litert_times_the_builtin_rewrite_of_a_custom_op(shared_models_dir, capsys):
+    """The Selfie model's custom op: LiteRT cannot run it, so its engines time the builtin
+    rewrite, and the result says so."""
+    path = shared_models_dir / "selfiesegmentation_mlkit-256x256-2021_01_19-v1215.f16.tflite"
+    result = benchmark(path, runs=2, threads=1, passes=1, engines=["litert", "numpy"], warmup=1)
+    assert set(result.medians_ms) == {NO_DELEGATES, NUMPY}
+    assert "LiteRT: op 244 (CUSTOM:Convolution2DTransposeBias) runs in LiteRT as builtin TRANSPOSE_CONV" in result.notes

@@ -18,6 +18,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -180,21 +181,44 @@ def benchmark(
     threads = threads or default_threads()
     processes: dict[str, list[ChildReport]] = {}
     order: list[list[str]] = []
-    notes: list[str] = []
-    for pass_index in range(passes):
-        ran = []
-        for key in keys if pass_index % 2 == 0 else keys[::-1]:
-            if progress:
-                progress(f"pass {pass_index + 1}/{passes}: {ENGINES[key]}")
-            report = run_engine_process(key, model_path, runs, threads, warmup, timeout_s)
-            if "unavailable" in report:
-                notes.append(f"{ENGINES[key]} skipped: {report['unavailable']}")
-                continue
-            processes.setdefault(ENGINES[key], []).append(child_report(report))
-            ran.append(key)
-        keys = [key for key in keys if key in ran]  # an unavailable engine is tried once
-        order.append(ran)
+    with tempfile.TemporaryDirectory(prefix="npdeeplab-bench-") as scratch:
+        wanted = any(key in LITERT_ENGINES for key in keys)
+        litert_path, notes = litert_model(model_path, Path(scratch)) if wanted else (model_path, [])
+        for pass_index in range(passes):
+            ran = []
+            for key in keys if pass_index % 2 == 0 else keys[::-1]:
+                if progress:
+                    progress(f"pass {pass_index + 1}/{passes}: {ENGINES[key]}")
+                path = litert_path if key in LITERT_ENGINES else model_path
+                report = run_engine_process(key, path, runs, threads, warmup, timeout_s)
+                if "unavailable" in report:
+                    notes.append(f"{ENGINES[key]} skipped: {report['unavailable']}")
+                    continue
+                processes.setdefault(ENGINES[key], []).append(child_report(report))
+                ran.append(key)
+            keys = [key for key in keys if key in ran]  # an unavailable engine is tried once
+            order.append(ran)
     return summarize(str(model_path), runs, threads, passes, warmup, order, processes, notes)
+
+
+def litert_model(model_path: str | Path, scratch: Path) -> tuple[str | Path, list[str]]:
+    """The model LiteRT runs: the file itself, or, where it has custom ops LiteRT cannot run, their
+    registered builtin rewrite written into scratch; and notes saying so. A file that does not
+    load is handed on as it is: the engines' own processes report it."""
+    from npdeeplab.model.loader import load_model
+    from npdeeplab.model.writer import write_model
+    from npdeeplab.ops.custom import has_custom_ops, rewrite_for_litert
+
+    try:
+        model = load_model(model_path)
+    except NpDeepLabError:
+        return model_path, []
+    if not has_custom_ops(model):
+        return model_path, []
+    rewritten, notes = rewrite_for_litert(model)
+    path = scratch / f"{Path(model_path).stem}.litert.tflite"
+    path.write_bytes(write_model(rewritten))
+    return path, [f"LiteRT: {note}" for note in notes]
 
 
 def engine_keys(engines: Sequence[str] | None) -> list[str]:
