@@ -1,12 +1,14 @@
 """Post-training int8 quantization of a float graph, the way TFLite's converter lays it out, for tests.
 
-Weights of convolutions are int8 per output channel (symmetric, zero point 0), biases int32 with
-scale s_input * s_weight[c]; activations are int8 per tensor, asymmetric, from the ranges a float
-run on calibration inputs saw. Tensors LiteRT requires to share quantization (a resize's or a
-pool's input and output, every input of a concatenation and its output, a reshape's two sides) get
-one set of parameters, from the union of their ranges. With io="float" the graph takes and gives
-float32 through QUANTIZE and DEQUANTIZE ops, as the converter's default output does; with
-io="int8" its input and output are int8.
+Weights of convolutions, fully connected layers and transposed convolutions are int8 per output
+channel (symmetric, zero point 0), biases int32 with scale s_input * s_weight[c]; activations are
+int8 per tensor, asymmetric, from the ranges a float run on calibration inputs saw. Tensors LiteRT
+requires to share quantization (a resize's or a pool's input and output, every input of a
+concatenation and its output, a reshape's two sides) get one set of parameters, from the union of
+their ranges; where LiteRT fixes an output's parameters (an int8 LOGISTIC's: scale 1/256, zero
+point -128), its group takes those. With io="float" the graph takes and gives float32 through
+QUANTIZE and DEQUANTIZE ops, as the converter's default output does; with io="int8" its input and
+output are int8.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from npdeeplab.model.ir import Model, Quantization
 
 SHARED_QUANTIZATION = {"RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION",
                        "RESHAPE", "SQUEEZE", "PAD"}
-WEIGHT_AXIS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3}
+# kind -> (input, weights, bias, the weights' output-channel axis): the positions of the operands
+WEIGHTED = {"CONV_2D": (0, 1, 2, 0), "DEPTHWISE_CONV_2D": (0, 1, 2, 3), "FULLY_CONNECTED": (0, 1, 2, 0),
+            "TRANSPOSE_CONV": (2, 1, 3, 0)}
+FIXED_OUTPUT = {"LOGISTIC": (1 / 256, -128)}  # int8 (scale, zero point) LiteRT requires of the output
 
 
 def activation_ranges(model: Model, calibration: Sequence[np.ndarray]) -> dict[int, tuple[float, float]]:
@@ -78,6 +83,8 @@ def quantize_graph(model: Model, calibration: Sequence[np.ndarray], io: str = "f
         old = group_range.get(g, (0.0, 0.0))
         group_range[g] = (min(old[0], low), max(old[1], high))
     params = {index: int8_parameters(*group_range[groups[index]]) for index in ranges}
+    fixed = {groups[op.outputs[0]]: FIXED_OUTPUT[op.kind] for op in graph.ops if op.kind in FIXED_OUTPUT}
+    params.update({index: fixed[groups[index]] for index in params if groups[index] in fixed})
 
     b = GraphBuilder(description=f"post-training int8 ({io} io) of {model.description}")
     new: dict[int, int] = {}
@@ -111,12 +118,13 @@ def _operand(b: GraphBuilder, graph: object, op: object, position: int, index: i
     tensor = graph.tensors[index]
     if tensor.dtype.kind in "iu":  # shapes, axes, sizes: as they are
         return b.add_constant(tensor.name, tensor.data)
-    if op.kind in WEIGHT_AXIS and position == 1:
-        return _per_channel_weights(b, tensor.name, tensor.data, WEIGHT_AXIS[op.kind])
-    if op.kind in WEIGHT_AXIS and position == 2:
-        input_scale = params[op.inputs[0]][0]
-        weights = graph.tensors[op.inputs[1]].data
-        return _bias(b, tensor.name, tensor.data, input_scale, weights, WEIGHT_AXIS[op.kind])
+    if op.kind in WEIGHTED:
+        source, weights, bias, axis = WEIGHTED[op.kind]
+        if position == weights:
+            return _per_channel_weights(b, tensor.name, tensor.data, axis)
+        if position == bias:
+            input_scale = params[op.inputs[source]][0]
+            return _bias(b, tensor.name, tensor.data, input_scale, graph.tensors[op.inputs[weights]].data, axis)
     low, high = min(0.0, float(tensor.data.min())), max(0.0, float(tensor.data.max()))  # a float constant operand
     scale, zero_point = int8_parameters(low, high)
     values = np.clip(np.round(tensor.data / scale) + zero_point, -128, 127).astype(np.int8)
