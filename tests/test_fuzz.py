@@ -122,3 +122,34 @@ def test_the_field_map_finds_real_flatbuffer_fields(seed_model_path):
                   "model.subgraphs[0].operators[0].builtin_options vtable slot 4"):
         assert label in labels
     assert any(label.startswith("model.operator_codes[") and label.endswith("builtin_code") for label in labels)
+
+
+@pytest.mark.parametrize("error, outcome", [(1e-7, "amplified"), (1e-2, "mismatch")])
+def test_amplified_rounding_is_told_apart_from_a_wrong_kernel(monkeypatch, error, outcome):
+    """LOGISTIC(x * 1e4 by MUL - x * 1e4 by a 1x1 CONV_2D), with the Numba MUL made wrong by a
+    relative `error`: 1e-7 (as rounding in another summation order) shows at the output only
+    because the cancellation amplifies it, and every op agrees alone ("amplified", not a
+    failure); 1e-2 is a wrong kernel ("mismatch")."""
+    from fuzz.check import FAILURES, check_model
+
+    from npdeeplab.kernels import elementwise
+    from npdeeplab.kernels.fast import NUMBA_KERNELS
+    from npdeeplab.model.builder import GraphBuilder
+
+    def off(params, a, b, out=None):
+        result = (elementwise.mul(params, a, b) * np.float32(1 + error)).astype(np.float32)
+        if out is None:
+            return result
+        out[...] = result
+        return out
+
+    monkeypatch.setitem(NUMBA_KERNELS, "mul", off)
+    g = GraphBuilder()
+    x = g.add_input("x", (1, 8, 8, 1), np.float32)
+    by_mul = g.add_op("MUL", [x, g.add_constant("k", np.full((1,), 1e4, np.float32))])
+    by_conv = g.add_op("CONV_2D", [x, g.add_constant("w", np.full((1, 1, 1, 1), 1e4, np.float32)),
+                                   g.add_constant("b", np.zeros(1, np.float32))], padding="VALID")
+    g.mark_outputs(g.add_op("LOGISTIC", [g.add_op("SUB", [by_mul, by_conv])]))
+    verdict = check_model(g.to_bytes(), 3, lambda message: None)
+    assert verdict["outcome"] == outcome, verdict
+    assert (outcome in FAILURES) == (outcome == "mismatch")
