@@ -102,6 +102,12 @@ def conv2d_quantized(p: QuantizedConvParams, x: np.ndarray, w: np.ndarray, b: np
     x [N,H,W,Cin], w [Cout,KH,KW,Cin/groups], b [Cout] int32 or None (zeros). With groups > 1,
     the Cout/groups filters of group g see input channels g*Cin/groups and on.
     """
+    return requantize(p, conv_sums(p, x, w), b, x.dtype)
+
+
+def conv_sums(p: QuantizedConvParams, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The accumulators before bias, sum over (ky, kx, ci) of (w + filter_offset)(x + input_offset),
+    as exact integers in floats [N, OH, OW, Cout], group by group."""
     f = p.filter or shift_filter(p, w, False, x.dtype)
     groups = x.shape[3] // w.shape[3]
     per_group = w.shape[0] // groups
@@ -110,7 +116,7 @@ def conv2d_quantized(p: QuantizedConvParams, x: np.ndarray, w: np.ndarray, b: np
         _conv_sums(p.window, f, xs[..., g * w.shape[3] : (g + 1) * w.shape[3]], g * per_group, (g + 1) * per_group)
         for g in range(groups)
     ]
-    return requantize(p, sums[0] if groups == 1 else np.concatenate(sums, axis=3), b, x.dtype)
+    return sums[0] if groups == 1 else np.concatenate(sums, axis=3)
 
 
 def _conv_sums(win: Window, f: ShiftedFilter, xs: np.ndarray, first: int, last: int) -> np.ndarray:

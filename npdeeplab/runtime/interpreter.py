@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from npdeeplab.ops import PreparedOp
 from npdeeplab.runtime.backends import kernel_table, out_kernels, resolve_backend
 from npdeeplab.runtime.fold import fold_float16_weights
 from npdeeplab.runtime.graph import prepare_graph
+from npdeeplab.runtime.numerics import apply_numerics, numerics_kernels, resolve_numerics
 from npdeeplab.runtime.plan import MemoryPlan, check_memory, plan_memory
 from npdeeplab.runtime.threads import thread_limits
 
@@ -56,8 +58,10 @@ class GraphRunner:
         writes_into: frozenset[str] = frozenset(),
         preserve_all_tensors: bool = False,
         max_memory: int | None = None,
+        numerics: str = "reference",
     ) -> None:
         self.graph, self.folded_ops = fold_float16_weights(graph)
+        self.numerics = numerics
         self.kernels = kernels
         self.writes_into = writes_into
         self.preserve_all_tensors = preserve_all_tensors
@@ -67,6 +71,7 @@ class GraphRunner:
     def prepare(self, input_shapes: dict[int, tuple[int, ...]]) -> None:
         """Prepare and plan for these input shapes; on a ModelError nothing has changed."""
         steps, tensors = prepare_graph(self.graph, input_shapes)
+        steps = apply_numerics(self.numerics, steps, tensors)
         memory = plan_memory(self.graph, steps, tensors)
         keep_all = self.preserve_all_tensors
         check_memory(memory, tensors, keep_all, self.max_memory)
@@ -132,6 +137,10 @@ class Interpreter:
     threads sharing it are served one call at a time. Hold `lock` yourself around set_tensor ->
     invoke -> get_tensor when threads share an interpreter; for parallel work give each thread
     its own Interpreter (they share nothing and give identical results).
+
+    numerics: "reference" (LiteRT's reference kernels, the default) or "xnnpack" (what LiteRT's
+    default interpreter computes with XNNPACK on, for uint8/int8 models; float models keep reference
+    numerics): see npdeeplab.runtime.numerics.
     """
 
     def __init__(
@@ -148,6 +157,7 @@ class Interpreter:
         backend: str | None = None,
         model: Model | None = None,
         max_memory: int | None = None,
+        numerics: str = "reference",
     ) -> None:
         sources = [s for s in (model_path, model_content, model) if s is not None]
         if len(sources) != 1:
@@ -164,9 +174,11 @@ class Interpreter:
         self.backend = resolve_backend(backend)
         self.num_threads = num_threads
         self.preserve_all_tensors = experimental_preserve_all_tensors
-        self._kernels = kernel_table(self.backend)
+        self.numerics = resolve_numerics(numerics)
+        self._kernels = {**kernel_table(self.backend), **numerics_kernels(self.numerics)}
         self._runner = GraphRunner(
-            self.model.main, self._kernels, out_kernels(self.backend), experimental_preserve_all_tensors, max_memory
+            self.model.main, self._kernels, out_kernels(self.backend), experimental_preserve_all_tensors, max_memory,
+            self.numerics,
         )
         self._hooks: list[Hook] = []
         self.lock = threading.RLock()
@@ -301,6 +313,12 @@ class Interpreter:
         return tuple(self._runner.steps)
 
     @property
+    def kernels(self) -> Mapping[str, Callable]:
+        """This interpreter's kernel table (backend and numerics): `kernels[step.kernel](step.params,
+        *arrays)` runs one prepared op alone, as compare --isolate does."""
+        return MappingProxyType(self._kernels)
+
+    @property
     def memory_plan(self) -> MemoryPlan:
         """Activation lifetimes and the peak activation memory with buffers shared by lifetime."""
         return self._runner.memory
@@ -315,6 +333,13 @@ class Interpreter:
         from npdeeplab.runtime.trace import trace
 
         return trace(self, inputs, stop_after=stop_after, keep_arrays=keep_arrays)
+
+    def explain(self, op: int, index: Sequence[int], inputs: Any = None) -> Any:
+        """The arithmetic behind op `op`'s output element `index`, step by step (inputs None: run on
+        the inputs already set); see npdeeplab.tools.explain."""
+        from npdeeplab.tools.explain import explain
+
+        return explain(self, op, index, inputs)
 
     def add_hook(self, hook: Hook) -> Callable[[], None]:
         """Call hook(OpCall) after every op of every invoke; returns a function that removes it."""
