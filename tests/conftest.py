@@ -7,6 +7,8 @@ but fails when CI=true: in CI a skipped comparison would be a missing test.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +46,22 @@ def litert_module():
     except ImportError:
         require(False, "LiteRT (ai-edge-litert) is not installed")
     return interpreter
+
+
+def chromium() -> str:
+    """The headless browser the report tests render in."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    require(path is not None, "Chromium is not installed (apt-get install chromium)")
+    return path
+
+
+def browse(path: Path, *arguments: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Chromium, headless and offline, on a local page (--dump-dom, --screenshot=...)."""
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={cwd / 'profile'}", "--hide-scrollbars"]
+    return subprocess.run([chromium(), *flags, *arguments, path.as_uri()], capture_output=True, text=True,
+                          timeout=180, cwd=cwd)
 
 
 def _folder(variable: str, fallback: Path) -> Path | None:

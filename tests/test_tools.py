@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require
+from conftest import browse
 from PIL import Image
 
 import npdeeplab
@@ -151,20 +148,6 @@ def test_compare_bad_input(seed_model_path, tmp_path, capsys):
     assert main(["compare", str(seed_model_path)]) == 2
     assert "IMAGE or --random" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "missing.tflite"), "--random"]) == 2
-
-
-def chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    require(path is not None, "Chromium is not installed (apt-get install chromium)")
-    return path
-
-
-def browse(path: Path, *arguments: str, cwd: Path) -> subprocess.CompletedProcess:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={cwd / 'profile'}", "--hide-scrollbars"]
-    return subprocess.run([chromium(), *flags, *arguments, path.as_uri()], capture_output=True, text=True,
-                          timeout=180, cwd=cwd)
 
 
 def test_report_renders_in_a_real_browser(seed_model_path, image_path, tmp_path, litert):

@@ -1,4 +1,5 @@
 """`npdeeplab extract MODEL --op N|M:K -o OUT.tflite [--dump-inputs IMAGE | --random]`.
+`npdeeplab extract MODEL --ops N[..M] --golden DIR [IMAGE] [--random]`: golden vectors (tools/golden.py).
 
 Writes one op, or the ops M to K (both included), with their weights as a standalone model. With
 --dump-inputs or --random, the full model also runs (npdeeplab) on an image or a random input, and
@@ -38,17 +39,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Write op N, or ops M to K (both included), with their weights as a standalone .tflite model whose "
             "inputs are the ops' non-constant inputs. --dump-inputs/--random also run the full model and save "
-            "OUT.npz with the arrays the ops saw and npdeeplab's outputs, to reproduce a mismatch in two files."
+            "OUT.npz with the arrays the ops saw and npdeeplab's outputs, to reproduce a mismatch in two files. "
+            "--golden DIR writes golden vectors for implementers of the ops instead (see npdeeplab/tools/golden.py)."
         ),
     )
     parser.add_argument("model", help="registry name or .tflite path")
-    parser.add_argument("--op", required=True, metavar="N|M:K", help="op index, or inclusive range M:K")
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUT.tflite", help="model to write")
+    parser.add_argument("--op", "--ops", dest="op", required=True, metavar="N|M:K|M..K",
+                        help="op index, or inclusive range M:K (or M..K)")
+    parser.add_argument("-o", "--output", type=Path, metavar="OUT.tflite", help="model to write (optional: --golden)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--dump-inputs", metavar="IMAGE", type=Path, help="run the full model on this image")
     source.add_argument("--random", action="store_true", help="run the full model on a random input")
     parser.add_argument("--seed", type=int, default=0, help="seed for --random (default 0)")
     parser.add_argument("--backend", choices=("auto", "numpy", "numba"), default=None, help="npdeeplab backend")
+    parser.add_argument("image", nargs="?", type=Path, help="IMAGE: the same as --dump-inputs IMAGE")
+    parser.add_argument(
+        "--golden", nargs="+", metavar=("DIR", "IMAGE"), type=Path,
+        help="write golden vectors into DIR (from a full run on IMAGE, or --random): the ops' exact inputs, weights "
+             "and outputs (.npy and a C header golden.h), their prepared parameters (manifest.json) and model.tflite",
+    )
     parser.set_defaults(run=run)
 
 
@@ -57,6 +66,21 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(model_path)
     first, last = parse_op_range(args.op, len(model.main.ops))
     part = extract_ops(model, first, last)
+    if args.golden is not None:  # --golden DIR [IMAGE]
+        if len(args.golden) > 2:
+            raise InputError("--golden takes a directory and at most one image: --golden DIR [IMAGE]")
+        if len(args.golden) == 2 and args.image is not None:
+            raise InputError("give one input: IMAGE, --dump-inputs IMAGE or --random")
+        args.image = args.golden[1] if len(args.golden) == 2 else args.image
+    if args.image is not None:  # IMAGE, as trace takes it
+        if args.dump_inputs is not None or args.random:
+            raise InputError("give one input: IMAGE, --dump-inputs IMAGE or --random")
+        args.dump_inputs = args.image
+    if args.golden is not None:
+        args.golden = args.golden[0]
+        return _golden(args, model, part)
+    if args.output is None:
+        raise InputError("give -o OUT.tflite (or --golden DIR)")
     data = write_model(part.model)
     arrays = None
     if args.dump_inputs is not None or args.random:
@@ -84,11 +108,30 @@ def image_input(image: Path, model: Model) -> np.ndarray:
 
 def _summary(part: Extraction, path: Path, size: int) -> str:
     graph = part.model.main
-    kinds = ", ".join(dict.fromkeys(op.kind for op in graph.ops))
+    kinds = ", ".join(dict.fromkeys(op.kind for op in graph.ops[len(part.widening) :]))
     span = f"op {part.first}" if part.first == part.last else f"ops {part.first}..{part.last}"
-    lines = [f"wrote {path}: {span} ({kinds}), {len(graph.tensors)} tensors, {size} bytes"]
+    count = len(part.widening)
+    widening = f" and {count} DEQUANTIZE op{'s' * (count > 1)} widening float16 weights" if count else ""
+    lines = [f"wrote {path}: {span} ({kinds}){widening}, {len(graph.tensors)} tensors, {size} bytes"]
     for role, indices in (("input ", graph.inputs), ("output", graph.outputs)):
         for i in indices:
             t = graph.tensors[i]
             lines.append(f"  {role} {t.name!r} {list(t.shape)} {t.dtype.name}")
     return "\n".join(lines)
+
+
+def _golden(args: argparse.Namespace, model: Model, part: Extraction) -> int:
+    """--golden DIR: the ops' golden vectors from a full run (npdeeplab.tools.golden)."""
+    from npdeeplab.tools import golden
+
+    if args.dump_inputs is None and not args.random:
+        raise InputError("--golden needs the input of a full run: give IMAGE or --random")
+    golden.check_destination(args.golden)  # refused before the run, not after it
+    feeds = random_inputs(model, args.seed) if args.random else [image_input(args.dump_inputs, model)]
+    where = f"random, seed {args.seed}" if args.random else f"image {args.dump_inputs.name}"
+    vectors = golden.golden_vectors(model, part, feeds, backend=args.backend or "numpy", input_note=where)
+    golden.write_golden(args.golden, vectors)
+    if args.output is not None:
+        write_atomically(args.output, vectors.model_bytes)
+    print(golden.summary(vectors, args.golden))
+    return 0

@@ -25,7 +25,6 @@ from npdeeplab.errors import InputError, NpDeepLabError
 from npdeeplab.model.ir import Model
 from npdeeplab.model.writer import write_model
 from npdeeplab.ops.custom import has_custom_ops, rewrite_for_litert
-from npdeeplab.runtime.backends import kernel_table
 from npdeeplab.runtime.interpreter import Interpreter, OpCall
 
 DEFAULT_ATOL = 1e-4
@@ -113,7 +112,11 @@ class Comparison:
             for r in self.rows
         )
         head = "".join(f"<th>{h}</th>" for h in ("#", "op", "max abs", "max rel", "ulp/lsb", "cosine"))
-        return f"<p>{html.escape(self.summary())}</p><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        return (
+            f"<p>{html.escape(self.summary())}</p>" + (f"<ul class='notes'>{notes}</ul>" if notes else "")
+            + f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        )
 
 
 Metrics = tuple[float, float, float, str, float, bool]
@@ -187,8 +190,26 @@ def collect_outputs(interpreter: Interpreter, inputs: list[np.ndarray]) -> dict[
     return found
 
 
-def litert_tensors(model: str | os.PathLike | bytes, inputs: list[np.ndarray], reference: str) -> dict[int, np.ndarray]:
-    """Every tensor LiteRT computed, intermediates preserved, with its optimised or reference kernels."""
+LiteRTSource = str | os.PathLike | bytes  # a model file, or the bytes of one
+
+
+def litert_source(model: Model, reference_model: str | os.PathLike | None = None) -> tuple[LiteRTSource, list[str]]:
+    """What LiteRT runs to be held against model, and a note per custom op rewritten: reference_model
+    if given, else the model's own file, or, for a model with custom ops (which LiteRT cannot run),
+    the model with their registered builtin equivalents in their place, as bytes. Tensor indices
+    are the model's in all three. A custom op with no registered rewrite is an NpDeepLabError."""
+    if reference_model is None and has_custom_ops(model):
+        rewritten, notes = rewrite_for_litert(model)
+        return write_model(rewritten), notes
+    source = reference_model if reference_model is not None else model.source
+    if not Path(str(source)).is_file():
+        raise InputError("LiteRT needs the model as a file: give reference_model=")
+    return source, []
+
+
+def litert_tensors(model: LiteRTSource, inputs: list[np.ndarray], reference: str) -> dict[int, np.ndarray]:
+    """Every tensor LiteRT computed, intermediates preserved, with its optimised or reference kernels
+    (model: a file or the bytes of one; litert_source says which, for a model with custom ops)."""
     try:
         from ai_edge_litert.interpreter import Interpreter as LiteRT
         from ai_edge_litert.interpreter import OpResolverType
@@ -234,17 +255,10 @@ def compare_with_litert(
         raise InputError(f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)}")
     inputs = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
     ours = model if isinstance(model, Interpreter) else _interpreter(model, backend)
-    source: str | os.PathLike | bytes = reference_model if reference_model is not None else ours.model.source
-    rewritten: list[str] = []
-    if reference_model is None and reference_tensors is None and has_custom_ops(ours.model):
-        # LiteRT cannot run the custom ops: it runs their registered builtin equivalents instead.
-        model, rewritten = rewrite_for_litert(ours.model)
-        source = write_model(model)
-    elif not Path(str(source)).is_file():
-        raise InputError("LiteRT needs the model as a file: give reference_model=")
+    source, rewritten = litert_source(ours.model, reference_model)
     theirs = reference_tensors if reference_tensors is not None else litert_tensors(source, inputs, reference)
     if isolate:
-        kernels = kernel_table(ours.backend)
+        kernels = ours.kernels
         outputs = {}
         for step in ours.ops:
             # The reference's activations, but our own constants: a changed weight must show.

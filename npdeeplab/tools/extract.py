@@ -13,7 +13,9 @@ small files to attach to a bug report.
     >>> [t.name for t in part.model.main.tensors]                  # doctest: +SKIP
     ['MobilenetV2/expanded_conv_10/expand/Relu6', ..., 'MobilenetV2/expanded_conv_10/depthwise/Relu6']
 
-Op ranges are inclusive at both ends: ops 3..5 are ops 3, 4 and 5.
+Op ranges are inclusive at both ends: ops 3..5 are ops 3, 4 and 5. Weights stored as float16 and
+widened by a DEQUANTIZE earlier in the graph (GPU and MediaPipe models) stay weights: that
+DEQUANTIZE comes along, ahead of the range, so the small model stores them as the file did.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 from npdeeplab.errors import InputError, ModelError
 from npdeeplab.model.ir import Model, OpNode, Subgraph, TensorInfo
 from npdeeplab.model.writer import write_atomically
+from npdeeplab.runtime.fold import is_float16_weight_dequantize
 from npdeeplab.runtime.interpreter import Interpreter, OpCall
 
 
@@ -42,6 +45,7 @@ class Extraction:
     first: int
     last: int
     source_tensors: tuple[int, ...]  # source tensor index of each tensor of the small model
+    widening: tuple[int, ...] = ()  # source indices of the float16-weight DEQUANTIZE ops brought along
 
     @property
     def source_inputs(self) -> tuple[int, ...]:
@@ -59,10 +63,10 @@ class Extraction:
 
 
 def parse_op_range(text: str, op_count: int) -> tuple[int, int]:
-    """The ops an --op value names: "N" is op N, "M:K" ops M to K inclusive; checked against op_count."""
-    parts = text.split(":")
+    """The ops an --op value names: "N" is op N, "M:K" (or "M..K") ops M to K inclusive; checked against op_count."""
+    parts = text.replace("..", ":", 1).split(":")  # M..K is M:K
     if len(parts) > 2 or not all(p.strip().isdigit() for p in parts):
-        raise InputError(f"--op takes an op index N or an inclusive range M:K, got {text!r}")
+        raise InputError(f"--op takes an op index N or an inclusive range M:K (or M..K), got {text!r}")
     first, last = int(parts[0]), int(parts[-1])
     for index in (first, last):
         if index >= op_count:
@@ -77,7 +81,8 @@ def extract_ops(model: Model, first: int, last: int) -> Extraction:
     graph = model.main
     if not 0 <= first <= last < len(graph.ops):
         raise InputError(f"op range {first}..{last} is not within the model's {len(graph.ops)} ops")
-    chosen = graph.ops[first : last + 1]
+    span = graph.ops[first : last + 1]
+    chosen = [*_widening(graph, span), *span]
     produced = {t for op in chosen for t in op.outputs}
     inputs = _unique(
         t for op in chosen for t in op.inputs if t != -1 and t not in produced and not graph.tensors[t].is_constant
@@ -85,8 +90,8 @@ def extract_ops(model: Model, first: int, last: int) -> Extraction:
     read_later = {t for op in graph.ops[last + 1 :] for t in op.inputs}
     used_anywhere = {t for op in graph.ops for t in op.inputs}
     outputs = _unique(
-        t for op in chosen for t in op.outputs if t in read_later or t in graph.outputs or t not in used_anywhere
-    ) or list(chosen[-1].outputs)
+        t for op in span for t in op.outputs if t in read_later or t in graph.outputs or t not in used_anywhere
+    ) or list(span[-1].outputs)
     kept = sorted({t for op in chosen for t in (*op.inputs, *op.outputs) if t != -1})
     new_index = {old: new for new, old in enumerate(kept)}
     names = _unique_names([graph.tensors[t] for t in kept])
@@ -106,15 +111,28 @@ def extract_ops(model: Model, first: int, last: int) -> Extraction:
         )
         for k, op in enumerate(chosen)
     )
-    span = f"op {first}" if first == last else f"ops {first}..{last}"
+    what = f"op {first}" if first == last else f"ops {first}..{last}"
     small = Model(
         version=model.version,
-        description=f"npdeeplab extract: {span} of {Path(model.source).name}",
+        description=f"npdeeplab extract: {what} of {Path(model.source).name}",
         subgraphs=(Subgraph(0, graph.name, tensors, ops, _mapped(inputs, new_index), _mapped(outputs, new_index)),),
         metadata=dict(model.metadata),
         signatures=(),
     )
-    return Extraction(small, first, last, tuple(kept))
+    widening = tuple(op.index for op in chosen[: len(chosen) - len(span)])
+    return Extraction(small, first, last, tuple(kept), widening)
+
+
+def _widening(graph: Subgraph, span: Sequence[OpNode]) -> list[OpNode]:
+    """The DEQUANTIZE ops before the span that widen float16 weights the span reads, in graph order."""
+    producer = {t: op for op in graph.ops[: span[0].index] for t in op.outputs}
+    found = {
+        producer[t].index: producer[t]
+        for op in span
+        for t in op.inputs
+        if t in producer and is_float16_weight_dequantize(producer[t], graph.tensors)
+    }
+    return [found[i] for i in sorted(found)]
 
 
 def capture(

@@ -1,5 +1,6 @@
 """One self-contained HTML page about a model and an image: the segmentation, the graph with its
-branches, every op's output as channel thumbnails, and optionally the error against LiteRT.
+branches, every op's output as channel thumbnails (one-channel maps, a matte among them, as heat
+maps), and optionally the error against LiteRT (a model with custom ops: against their builtin rewrite).
 
 Everything is inline (PNG as base64, CSS in a style element); the page needs no network.
 """
@@ -28,6 +29,12 @@ KIND_COLOURS = {
 }
 THUMBNAILS = 8
 THUMB = 56
+HEAT = 160  # the longer side of a one-channel map's picture in an op's card
+# matplotlib's viridis at ten evenly spaced levels (matplotlib is no dependency), linear between
+# them: dark blue to yellow with lightness rising all the way, so a lighter pixel is a larger value
+# and the map reads the same in grey.
+VIRIDIS = ("#440154", "#482878", "#3e4a89", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6dcd59", "#b4de2c",
+           "#fde725")
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,51 @@ def channel_strip(array: np.ndarray) -> str:
     return png_data_uri(strip.convert("RGB"))
 
 
+def one_channel_plane(array: np.ndarray) -> np.ndarray | None:
+    """The [H, W] plane of a one-channel map ([1, H, W, 1] or [1, H, W], as channel_strip reads
+    them), or None for anything else (several channels, a vector, a 1x1 map)."""
+    x = np.asarray(array)
+    if x.ndim == 4 and x.shape[-1] == 1:
+        plane = x[0, ..., 0]
+    elif x.ndim == 3:
+        plane = x[0]
+    else:
+        return None
+    return plane if min(plane.shape) > 1 else None
+
+
+def colour_ramp(level: np.ndarray) -> np.ndarray:
+    """Levels in [0, 1] (clipped; NaN as 0) as uint8 RGB along VIRIDIS."""
+    stops = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in VIRIDIS], np.float32)
+    at = np.linspace(0, 1, len(stops))
+    level = np.clip(np.nan_to_num(np.asarray(level, np.float32), nan=0.0), 0, 1)
+    rgb = np.stack([np.interp(level, at, stops[:, k]) for k in range(3)], axis=-1)
+    return np.round(rgb).astype(np.uint8)
+
+
+def heat_figure(plane: np.ndarray, alt: str, low: float | None = None, high: float | None = None,
+                size: int = HEAT) -> str:
+    """A one-channel map as a viridis heat map, its longer side size pixels, scaled to low..high
+    (default: its own finite min..max), with a colour bar whose ends are labelled with both."""
+    values = np.asarray(plane, np.float32)
+    finite = values[np.isfinite(values)]
+    if low is None:
+        low = float(finite.min()) if finite.size else 0.0
+    if high is None:
+        high = float(finite.max()) if finite.size else 0.0
+    level = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    scale = size / max(values.shape)
+    box = (max(1, round(values.shape[1] * scale)), max(1, round(values.shape[0] * scale)))
+    filter_ = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BOX  # pixels stay pixels; no aliasing
+    shown = np.asarray(Image.fromarray(np.nan_to_num(level, nan=0.0).astype(np.float32)).resize(box, filter_))
+    bar = colour_ramp(np.repeat(np.linspace(1, 0, box[1], dtype=np.float32)[:, None], 12, axis=1))
+    return (
+        f"<div class='heat'><img src='{png_data_uri(Image.fromarray(colour_ramp(shown)))}' alt='{html.escape(alt)}'/>"
+        f"<img src='{png_data_uri(Image.fromarray(bar))}' alt='colour bar from {low:.3g} to {high:.3g}'/>"
+        f"<div class='ticks' style='height:{box[1]}px'><span>{high:.3g}</span><span>{low:.3g}</span></div></div>"
+    )
+
+
 def png_data_uri(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
@@ -182,7 +234,7 @@ def build_report(model: str | os.PathLike, image: str | os.PathLike, compare: bo
         ("ops", "Every op", _ops_section(traced)),
     ]
     if compare:
-        sections.append(("compare", "Against LiteRT", _compare_section(interpreter, path, x, traced)))
+        sections.append(("compare", "Against LiteRT", _compare_section(interpreter, x, traced)))
     return _page(Path(path).name, Path(str(image)).name, sections)
 
 
@@ -209,6 +261,12 @@ def _input_section(image: str | os.PathLike, x: np.ndarray) -> str:
 def _segmentation_section(result: object) -> str:
     shown = result.overlay(alpha=0.6)
     shown.thumbnail((560, 560))
+    matte = ""
+    if result.matte is not None:
+        matte = (
+            f"<figure>{heat_figure(result.matte, 'person probability heat map', 0.0, 1.0, size=360)}"
+            "<figcaption>The matte: person probability at the photo's size, 0 to 1</figcaption></figure>"
+        )
     rows = "".join(
         f"<tr><td><span class='swatch' style='background:rgb{tuple(int(v) for v in _colour(a.class_id))}'></span>"
         f"{html.escape(a.name)}</td><td class='num'>{100 * a.share:.1f}%</td><td class='num'>{a.pixels}</td></tr>"
@@ -217,7 +275,7 @@ def _segmentation_section(result: object) -> str:
     return (
         f"<div class='row'><img class='photo' src='{png_data_uri(shown)}' alt='segmentation overlay'/>"
         f"<table class='areas'><thead><tr><th>class</th><th>area</th><th>pixels</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table></div>"
+        f"<tbody>{rows}</tbody></table>{matte}</div>"
     )
 
 
@@ -250,8 +308,12 @@ def _ops_section(traced: Trace) -> str:
     arrays = {int(k[2:5]): v for k, v in traced.arrays.items() if k.startswith("op")}
     for r in traced.rows:
         s = r.stats
-        strip = channel_strip(arrays[r.index])
-        picture = f"<img src='{strip}' alt='channels of op {r.index}'/>" if strip else ""
+        plane = one_channel_plane(arrays[r.index])
+        if plane is not None:
+            picture = heat_figure(plane, f"heat map of op {r.index}")
+        else:
+            strip = channel_strip(arrays[r.index])
+            picture = f"<img src='{strip}' alt='channels of op {r.index}'/>" if strip else ""
         cards.append(
             f"<div class='card' id='op-{r.index}'><h3>{r.index} {html.escape(r.kind)} "
             f"<small>{list(r.shape)}</small></h3>{picture}<p class='stats'>min {s.min:.3g} \u00b7 max {s.max:.3g} "
@@ -260,22 +322,24 @@ def _ops_section(traced: Trace) -> str:
         )
     return (
         f"<p>The first {THUMBNAILS} channels of each op's output, each scaled to its own range "
-        "(black = its minimum, white = its maximum).</p>" + "".join(cards)
+        "(black = its minimum, white = its maximum); a one-channel map (a matte, a logit map) as a heat map, "
+        "dark blue at its minimum to yellow at its maximum, the two written beside its colour bar.</p>"
+        + "".join(cards)
     )
 
 
-def _compare_section(interpreter: Interpreter, path: Path, x: np.ndarray, traced: Trace) -> str:
+def _compare_section(interpreter: Interpreter, x: np.ndarray, traced: Trace) -> str:
     from npdeeplab.runtime.graph import model_numerics
     from npdeeplab.runtime.trace import dump_key
-    from npdeeplab.tools.comparison import compare_with_litert, litert_tensors
+    from npdeeplab.tools.comparison import compare_with_litert, litert_source, litert_tensors
 
     # Quantized models are held against LiteRT's reference kernels, the ones npdeeplab matches
     # bit for bit; its optimized integer kernels round differently.
     reference = "litert-ref" if model_numerics(interpreter.model.main).endswith("quantized") else "litert"
-    theirs = litert_tensors(path, [x], reference)
-    comparison = compare_with_litert(interpreter, x, reference=reference, reference_model=path,
-                                     reference_tensors=theirs)
-    last = traced.rows[-1]  # the op that writes the logits
+    source, _ = litert_source(interpreter.model)  # a model with custom ops: their builtin rewrite
+    theirs = litert_tensors(source, [x], reference)
+    comparison = compare_with_litert(interpreter, x, reference=reference, reference_tensors=theirs)
+    last = traced.rows[-1]  # the op that writes the model's output
     ours = traced.arrays[dump_key(last.index, last.kind, last.tensor)]
     difference = np.abs(ours.astype(np.float64) - theirs[last.tensor].astype(np.float64))
     while difference.ndim > 2:
@@ -284,8 +348,9 @@ def _compare_section(interpreter: Interpreter, path: Path, x: np.ndarray, traced
     heat = heat.resize((min(514, heat.width * 2), min(514, heat.height * 2)), Image.Resampling.NEAREST)
     return (
         f"<p><b>{html.escape(comparison.summary())}</b> (against {html.escape(comparison.reference)}).</p>"
-        f"<div class='row'><figure><img src='{png_data_uri(heat)}' alt='heat map of logit differences'/>"
-        f"<figcaption>|npdeeplab \u2212 LiteRT| of the final logits, max over classes; white = 0, red = "
+        f"<div class='row'><figure><img src='{png_data_uri(heat)}' alt='heat map of output differences'/>"
+        f"<figcaption>|npdeeplab \u2212 LiteRT| of op {last.index} {html.escape(last.kind)}'s output"
+        f"{', max over channels' if ours.ndim > 1 and ours.shape[-1] > 1 else ''}; white = 0, red = "
         f"{float(difference.max()):.2g}</figcaption></figure></div>" + comparison._repr_html_()
     )
 
@@ -307,7 +372,9 @@ td,th{padding:3px 10px;border-bottom:1px solid #eef0f3;text-align:left}.num{text
 .chip{display:inline-block;border:2px solid;border-radius:10px;padding:0 8px;margin:2px 6px 2px 0;font-size:12px}
 .card{display:inline-block;vertical-align:top;width:470px;margin:6px 10px 6px 0;padding:6px 10px;
 border:1px solid #eef0f3;border-radius:8px}.card h3{font-size:13px;margin:2px 0 6px}.card small{color:#667}
-.stats{font-size:12px;color:#445;margin:4px 0}.note{max-width:460px;flex:1}figcaption{font-size:12px;color:#556}
+.stats{font-size:12px;color:#445;margin:4px 0}
+figure{margin:0}.heat{display:flex;gap:6px;align-items:flex-start}.heat img{display:block}
+.ticks{display:flex;flex-direction:column;justify-content:space-between;font-size:11px;color:#445}.note{max-width:460px;flex:1}figcaption{font-size:12px;color:#556}
 """
 
 

@@ -183,7 +183,7 @@ def isolated_divergence(data: bytes, input_seed: int) -> str | None:
     calls: list[npdeeplab.OpCall] = []
     reference.add_hook(lambda call: calls.append(call))
     reference.invoke()
-    kernels = fast._kernels
+    kernels = fast.kernels
     for step, call in zip(fast.ops, calls, strict=True):
         inputs = [None if x is None else np.array(x, copy=True) for x in call.inputs]
         result = kernels[step.kernel](step.params, *inputs)
