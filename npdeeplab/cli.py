@@ -17,7 +17,7 @@ from importlib import metadata
 
 from npdeeplab.errors import NpDeepLabError
 
-COMMANDS = ("segment", "inspect", "trace", "compare", "extract", "bench", "report")
+COMMANDS = ("segment", "inspect", "trace", "compare", "extract", "bench", "report", "quant-diff", "explain")
 BROKEN_PIPE_STATUS = 128 + 13  # what a shell reports for a process killed by SIGPIPE
 
 
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=version_text())
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f"npdeeplab.commands.{name}")
+        module = importlib.import_module(f"npdeeplab.commands.{name.replace('-', '_')}")  # quant-diff: quant_diff.py
         module.add_parser(subparsers)
     return parser
 
