@@ -22,6 +22,8 @@ import pytest
 from conftest import BACKENDS, litert_module, shared_file
 from hypothesis import assume, event, given
 from hypothesis import strategies as st
+from numerics_harness import dm05_ops_alone as shared_dm05_ops_alone
+from numerics_harness import run_litert_with, run_with_numerics
 from quantized_harness import SETTINGS, quantized_input
 from test_quantized_conv import build, case_of, conv_cases
 from test_quantized_elementwise import binary_cases
@@ -39,7 +41,6 @@ from npdeeplab.model.builder import GraphBuilder
 from npdeeplab.model.loader import load_model
 from npdeeplab.model.writer import write_model
 from npdeeplab.segmentation import model_input
-from npdeeplab.tools.comparison import litert_tensors
 from npdeeplab.tools.extract import extract_ops
 
 MODEL = "deeplabv3_mnv2_dm05_pascal_quant.tflite"
@@ -52,23 +53,11 @@ DIFFERING_KINDS = {"CONV_2D": 38, "DEPTHWISE_CONV_2D": 17, "QUANTIZE": 1, "ADD":
 
 def run_auto(data: bytes, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], bool]:
     """LiteRT's default interpreter (XNNPACK on): the outputs, and whether XNNPACK took an op."""
-    lite = litert_module()
-    interpreter = lite.Interpreter(model_content=data, experimental_op_resolver_type=lite.OpResolverType.AUTO)
-    interpreter.allocate_tensors()
-    for detail, value in zip(interpreter.get_input_details(), inputs, strict=True):
-        interpreter.set_tensor(detail["index"], value)
-    interpreter.invoke()
-    delegated = any(op["op_name"] == "DELEGATE" for op in interpreter._get_ops_details())
-    return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()], delegated
+    return run_litert_with("AUTO", data, inputs)
 
 
 def run_ours(data: bytes, inputs: list[np.ndarray], backend: str, numerics: str = "xnnpack"):
-    interpreter = npdeeplab.Interpreter(model_content=data, backend=backend, numerics=numerics)
-    interpreter.allocate_tensors()
-    for detail, value in zip(interpreter.get_input_details(), inputs, strict=True):
-        interpreter.set_tensor(detail["index"], value)
-    interpreter.invoke()
-    return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()], interpreter
+    return run_with_numerics(data, inputs, backend, numerics)
 
 
 @pytest.fixture(scope="module")
@@ -85,17 +74,7 @@ def astronaut(dm05_path):
 @pytest.fixture(scope="module")
 def dm05_ops_alone(dm05_path, astronaut):
     """Per op of dm05: (op, model bytes, REF's inputs to it, LiteRT AUTO's output, REF's output)."""
-    litert_module()
-    model = load_model(dm05_path)
-    tensors = litert_tensors(dm05_path, [astronaut], "litert-ref")
-    cases = []
-    for op in model.main.ops:
-        part = extract_ops(model, op.index, op.index)
-        data = write_model(part.model)
-        inputs = [tensors[t] for t in part.source_inputs]
-        (auto,), _ = run_auto(data, inputs)
-        cases.append((op, data, inputs, auto, tensors[op.outputs[0]]))
-    return cases
+    return shared_dm05_ops_alone(dm05_path, astronaut, "AUTO")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -138,9 +138,10 @@ class Interpreter:
     invoke -> get_tensor when threads share an interpreter; for parallel work give each thread
     its own Interpreter (they share nothing and give identical results).
 
-    numerics: "reference" (LiteRT's reference kernels, the default) or "xnnpack" (what LiteRT's
-    default interpreter computes with XNNPACK on, for uint8/int8 models; float models keep reference
-    numerics): see npdeeplab.runtime.numerics.
+    numerics: "reference" (LiteRT's reference kernels, the default), "xnnpack" (what LiteRT's
+    default interpreter computes with XNNPACK on) or "optimized" (LiteRT's optimized builtin kernels,
+    no delegate), for uint8/int8 models; float models keep reference numerics: see
+    npdeeplab.runtime.numerics.
     """
 
     def __init__(

@@ -5,6 +5,9 @@
   XNNPACK takes over (npdeeplab.ops.xnnpack) run kernels.xnnpack's kernels, every other op its
   reference kernel. Float models keep reference numerics under every personality: XNNPACK's float
   kernels reorder sums, which this does not imitate.
+- "optimized": LiteRT without delegates (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES): the
+  quantized ops whose optimized builtin kernels round differently (npdeeplab.ops.optimized) run
+  kernels.optimized's kernels, every other op its reference kernel.
 
 A personality is an overlay: it renames prepared steps to its own kernels (NumPy, on every
 backend) and adds those kernels to the backend's table.
@@ -18,7 +21,7 @@ from npdeeplab.errors import BackendError
 from npdeeplab.model.ir import TensorInfo
 from npdeeplab.ops.base import PreparedOp
 
-NUMERICS = ("reference", "xnnpack")
+NUMERICS = ("reference", "xnnpack", "optimized")
 
 
 def resolve_numerics(name: str | None) -> str:
@@ -35,6 +38,10 @@ def numerics_kernels(name: str) -> dict[str, Callable]:
         from npdeeplab.kernels.xnnpack import XNNPACK_KERNELS
 
         return dict(XNNPACK_KERNELS)
+    if name == "optimized":
+        from npdeeplab.kernels.optimized import OPTIMIZED_KERNELS
+
+        return dict(OPTIMIZED_KERNELS)
     return {}
 
 
@@ -44,4 +51,8 @@ def apply_numerics(name: str, steps: Sequence[PreparedOp], tensors: Sequence[Ten
         from npdeeplab.ops.xnnpack import xnnpack_step
 
         return [xnnpack_step(step, tensors) for step in steps]
+    if name == "optimized":
+        from npdeeplab.ops.optimized import optimized_step
+
+        return [optimized_step(step, tensors) for step in steps]
     return list(steps)
