@@ -32,13 +32,15 @@ def segment(
     *,
     backend: str | None = None,
     interpreter: Interpreter | None = None,
+    numerics: str | None = None,
     **options: Any,
 ) -> "SegmentationResult":
     """Segment an image (path, PIL image or HxWx3 uint8 array); see npdeeplab.segmentation.segment
-    for the options (output_kind, input_range, input_size, output_name, threshold, max_pixels)."""
+    for the options (output_kind, input_range, input_size, output_name, threshold, max_pixels);
+    numerics: one of npdeeplab.runtime.numerics.NUMERICS (default "reference")."""
     from npdeeplab.segmentation import segment as _segment
 
-    return _segment(image, model, backend=backend, interpreter=interpreter, **options)
+    return _segment(image, model, backend=backend, interpreter=interpreter, numerics=numerics, **options)
 
 
 def compare(model: Any, inputs: Any, **options: Any) -> "Comparison":

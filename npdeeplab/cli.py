@@ -51,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "numerics", None) is not None:  # checked before anything runs
+            from npdeeplab.runtime.numerics import resolve_numerics
+
+            args.numerics = resolve_numerics(args.numerics)
         status = int(args.run(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not at exit, where it would print a traceback
         return status

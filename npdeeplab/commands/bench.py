@@ -8,6 +8,7 @@ import dataclasses
 import json
 import sys
 
+from npdeeplab.commands import add_numerics_option
 from npdeeplab.tools.bench import DEFAULT_TIMEOUT_S, ENGINES, benchmark
 from npdeeplab.zoo import DEFAULT_MODEL, resolve_model
 
@@ -39,6 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=f"seconds one engine's process may take before it is stopped (default {DEFAULT_TIMEOUT_S:g})",
     )
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    add_numerics_option(parser, "npdeeplab's engines (not LiteRT's)")
     parser.set_defaults(run=run)
 
 
@@ -67,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         passes=args.passes,
         engines=args.engines,
         timeout_s=args.timeout,
+        numerics=args.numerics,
         progress=print_progress if sys.stderr.isatty() else None,
     )
     if args.json:

@@ -1,9 +1,12 @@
-"""`npdeeplab compare MODEL [MODEL_B] [IMAGE|--random] [--reference litert|litert-ref] [--isolate]`."""
+"""`npdeeplab compare MODEL [MODEL_B] [IMAGE|--random] [--reference litert|litert-ref] [--isolate]`;
+`npdeeplab compare MODEL (IMAGE|--random) --explain-diff` (npdeeplab.tools.explain_diff)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from npdeeplab.commands import add_numerics_option
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -34,6 +37,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--atol", type=float, default=DEFAULT_ATOL, help=f"absolute tolerance ({DEFAULT_ATOL:g})")
     parser.add_argument("--rtol", type=float, default=DEFAULT_RTOL, help=f"relative tolerance ({DEFAULT_RTOL:g})")
     parser.add_argument("--backend", choices=("auto", "numpy", "numba"), default=None)
+    add_numerics_option(parser)
+    parser.add_argument("--explain-diff", action="store_true",
+                        help="per op (each alone, fed LiteRT REF's inputs): which numerics personalities reproduce "
+                             "LiteRT's default interpreter (XNNPACK on), and by how much the others differ; exit 1 "
+                             "when some op is reproduced by none")
     parser.set_defaults(run=run)
 
 
@@ -52,10 +60,13 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give an IMAGE or --random (one of them)")
     if len(models) == 2 and (args.isolate or args.reference != "litert" or args.reference_model):
         raise InputError("--isolate and --reference compare against LiteRT: give one model")
-    first = Interpreter(model_path=resolve_model(models[0]), backend=args.backend)
+    if args.explain_diff:
+        return _explain_diff(args, models, images)
+    first = Interpreter(model_path=resolve_model(models[0]), backend=args.backend, numerics=args.numerics)
     x = model_input(first, images[0] if images else None, seed=args.seed)
     if len(models) == 2:
-        result = compare_models(models[0], models[1], x, atol=args.atol, rtol=args.rtol, backend=args.backend)
+        result = compare_models(models[0], models[1], x, atol=args.atol, rtol=args.rtol, backend=args.backend,
+                                numerics=args.numerics)
     else:
         reference_model = resolve_model(args.reference_model) if args.reference_model else None
         result = compare_with_litert(
@@ -64,3 +75,22 @@ def run(args: argparse.Namespace) -> int:
         )
     print(result.to_text())
     return 1 if result.exceeded else 0
+
+
+def _explain_diff(args: argparse.Namespace, models: list[str], images: list[str]) -> int:
+    """--explain-diff: every op alone, LiteRT AUTO against each numerics personality; exit 1 when
+    some op is explained by none."""
+    from npdeeplab.errors import InputError
+    from npdeeplab.runtime.interpreter import Interpreter
+    from npdeeplab.segmentation import model_input
+    from npdeeplab.tools.explain_diff import explain_diff
+    from npdeeplab.zoo import resolve_model
+
+    if len(models) != 1 or args.isolate or args.reference != "litert" or args.reference_model:
+        raise InputError("--explain-diff takes one model and runs its own references: no --isolate, --reference "
+                         "or --reference-model")
+    model = Interpreter(model_path=resolve_model(models[0]), backend="numpy")
+    x = model_input(model, images[0] if images else None, seed=args.seed)
+    result = explain_diff(model.model, x, backend=args.backend, atol=args.atol, rtol=args.rtol)
+    print(result.to_text())
+    return 1 if result.unexplained else 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from npdeeplab.commands import add_numerics_option
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -16,7 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "the bias, the multiplier's (M, shift), the left shift, SaturatingRoundingDoublingHighMul, the "
             "rounding shift with its remainder and threshold, the output zero point and the clamp. Covers "
             "CONV_2D, DEPTHWISE_CONV_2D, ADD, SUB, MUL, AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, RESIZE_BILINEAR, "
-            "CONCATENATION and QUANTIZE."
+            "CONCATENATION, QUANTIZE, FULLY_CONNECTED, TRANSPOSE_CONV, LOGISTIC, TANH, HARD_SWISH, RELU, RELU6, "
+            "RELU_N1_TO_1, LEAKY_RELU and PRELU (float), DEQUANTIZE, RESIZE_NEAREST_NEIGHBOR and SOFTMAX."
         ),
     )
     parser.add_argument("model", help="registry name or .tflite path")
@@ -28,6 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--input", metavar="ARRAY.npy", help="feed this array (the model's input shape and dtype)")
     parser.add_argument("--json", action="store_true", help="print every number as JSON (the element under value)")
     parser.add_argument("--backend", choices=("auto", "numpy", "numba"), default=None)
+    add_numerics_option(parser, "the run's quantized kernels (explain covers reference numerics only)")
     parser.set_defaults(run=run)
     parser.__class__ = IntermixedParser  # IMAGE may come after the options, as the usage line shows
 
@@ -59,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if sum((args.image is not None, args.random, args.input is not None)) != 1:
         raise InputError("give an IMAGE, --random or --input ARRAY.npy (one of them)")
     index = parse_index(args.at)
-    interpreter = Interpreter(model_path=resolve_model(args.model), backend=args.backend)
+    interpreter = Interpreter(model_path=resolve_model(args.model), backend=args.backend, numerics=args.numerics)
     if args.input is not None:
         x = load_array(args.input, interpreter)
     else:

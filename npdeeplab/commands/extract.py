@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from npdeeplab.commands import add_numerics_option
 from npdeeplab.errors import InputError
 from npdeeplab.model.ir import Model
 from npdeeplab.model.loader import load_model
@@ -52,6 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--random", action="store_true", help="run the full model on a random input")
     parser.add_argument("--seed", type=int, default=0, help="seed for --random (default 0)")
     parser.add_argument("--backend", choices=("auto", "numpy", "numba"), default=None, help="npdeeplab backend")
+    add_numerics_option(parser, "the full run's quantized kernels (--dump-inputs, --random, --golden)")
     parser.add_argument("image", nargs="?", type=Path, help="IMAGE: the same as --dump-inputs IMAGE")
     parser.add_argument(
         "--golden", nargs="+", metavar=("DIR", "IMAGE"), type=Path,
@@ -85,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     arrays = None
     if args.dump_inputs is not None or args.random:
         feeds = random_inputs(model, args.seed) if args.random else [image_input(args.dump_inputs, model)]
-        captured = capture(model, feeds, [*part.source_inputs, *part.source_outputs], backend=args.backend)
+        captured = capture(model, feeds, [*part.source_inputs, *part.source_outputs], backend=args.backend,
+                           numerics=args.numerics)
         arrays = dumped_arrays(part, captured)
     write_atomically(args.output, data)  # only now: a failure above leaves no file behind
     print(_summary(part, args.output, len(data)))
@@ -129,7 +132,8 @@ def _golden(args: argparse.Namespace, model: Model, part: Extraction) -> int:
     golden.check_destination(args.golden)  # refused before the run, not after it
     feeds = random_inputs(model, args.seed) if args.random else [image_input(args.dump_inputs, model)]
     where = f"random, seed {args.seed}" if args.random else f"image {args.dump_inputs.name}"
-    vectors = golden.golden_vectors(model, part, feeds, backend=args.backend or "numpy", input_note=where)
+    vectors = golden.golden_vectors(model, part, feeds, backend=args.backend or "numpy", input_note=where,
+                                    numerics=args.numerics)
     golden.write_golden(args.golden, vectors)
     if args.output is not None:
         write_atomically(args.output, vectors.model_bytes)

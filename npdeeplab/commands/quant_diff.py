@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from npdeeplab.commands import add_numerics_option
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from npdeeplab.tools.quant_diff import DEFAULT_MARGIN_DB
@@ -35,6 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model-explorer", metavar="OUT.json",
                         help="also write the ranking as Model Explorer node data (isolated SNR per node)")
     parser.add_argument("--backend", choices=("auto", "numpy", "numba"), default=None)
+    add_numerics_option(parser, "the quantized model's kernels")
     parser.set_defaults(run=run)
 
 
@@ -50,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if args.random is not None and args.random < 1:
         raise InputError(f"--random takes a positive number of inputs, got {args.random}")
     float_side = Interpreter(model_path=resolve_model(args.float_model), backend=args.backend)
-    quant_side = Interpreter(model_path=resolve_model(args.quant_model), backend=args.backend)
+    quant_side = Interpreter(model_path=resolve_model(args.quant_model), backend=args.backend,
+                             numerics=args.numerics)
     if args.random is not None:
         inputs = tool.paired_random_inputs(float_side, quant_side, args.random, args.seed)
     else:

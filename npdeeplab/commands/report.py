@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from npdeeplab.commands import add_numerics_option
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -15,6 +17,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("image", help="image to segment and trace")
     parser.add_argument("-o", "--output", default="report.html", help="HTML file to write (report.html)")
     parser.add_argument("--compare", action="store_true", help="add the per-op error table against LiteRT")
+    parser.add_argument("--float-model", metavar="FLOAT_MODEL", help="the quantized MODEL's float original: add "
+                        "'where quantization hurts', quant-diff's layer ranking on IMAGE")
+    add_numerics_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -23,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from npdeeplab.tools.report import write_report
 
     load_image(args.image)  # a bad image fails before anything is computed or written
-    path = write_report(args.model, args.image, args.output, compare=args.compare)
+    path = write_report(args.model, args.image, args.output, compare=args.compare, numerics=args.numerics,
+                        float_model=args.float_model)
     print(f"wrote {path}")
     return 0

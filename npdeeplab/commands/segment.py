@@ -12,6 +12,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from npdeeplab.commands import add_numerics_option
 from npdeeplab.errors import ImageError, InputError
 from npdeeplab.segmentation import SegmentationResult, load_segmenter, segment
 from npdeeplab.segmentation.animation import DEFAULT_FRAME_MS, Animation
@@ -55,6 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
                         help=f"refuse images with more pixels (default {DEFAULT_MAX_PIXELS:,}; 0: no limit)")
     parser.add_argument("--backend", choices=("auto", "numpy", "numba"), default=None, help="kernel backend")
+    add_numerics_option(parser)
     reading = parser.add_argument_group(
         "how the model is fed and read (default: its registry entry, else what its graph suggests)")
     reading.add_argument("--output-kind", metavar="KIND",
@@ -172,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
     jobs = plan(args, found.images, options)
     if not args.keep_going:
         check_readable(jobs, args.max_pixels)  # every input readable before anything is written
-    _, spec = load_segmenter(args.model, args.backend, output_name=args.output_name, **options.reading())
+    _, spec = load_segmenter(args.model, args.backend, output_name=args.output_name, numerics=args.numerics,
+                             **options.reading())
     if not spec.foreground:
         for flag, value in (("--threshold", args.threshold), ("--background", args.background),
                             ("--composite", args.composite)):
@@ -187,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
     for job in progress:
         try:
             result = segment(job.image.path, args.model, backend=args.backend, max_pixels=args.max_pixels,
-                             output_name=args.output_name, threshold=options.threshold, **options.reading())
+                             output_name=args.output_name, threshold=options.threshold, numerics=args.numerics,
+                             **options.reading())
         except ImageError as error:
             if not args.keep_going:
                 raise

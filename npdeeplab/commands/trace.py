@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from npdeeplab.commands import add_numerics_option
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -22,6 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dump", help="save every intermediate tensor to this .npz")
     parser.add_argument("--stop-after", type=int, default=None, metavar="N", help="stop after op N")
     parser.add_argument("--backend", choices=("auto", "numpy", "numba"), default=None)
+    add_numerics_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.image is None) == (not args.random):
         raise InputError("give an IMAGE or --random (one of them)")
-    interpreter = Interpreter(model_path=resolve_model(args.model), backend=args.backend)
+    interpreter = Interpreter(model_path=resolve_model(args.model), backend=args.backend, numerics=args.numerics)
     if args.stop_after is not None and not 0 <= args.stop_after < len(interpreter.ops):
         raise InputError(f"--stop-after {args.stop_after} is out of range: the model has {len(interpreter.ops)} ops")
     x = model_input(interpreter, None if args.random else args.image, seed=args.seed)

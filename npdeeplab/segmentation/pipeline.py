@@ -27,6 +27,7 @@ from npdeeplab.errors import InputError, ModelError, NpDeepLabError
 from npdeeplab.kernels.resize import bilinear_taps, nearest_indices
 from npdeeplab.runtime.inputs import random_array
 from npdeeplab.runtime.interpreter import Interpreter
+from npdeeplab.runtime.numerics import resolve_numerics
 from npdeeplab.segmentation.images import ImageSource, load_image
 from npdeeplab.segmentation.result import SegmentationResult
 from npdeeplab.segmentation.spec import DEFAULT_THRESHOLD, ModelSpec, model_spec
@@ -35,7 +36,8 @@ from npdeeplab.zoo import DEFAULT_MODEL, ModelEntry, entry_for_path, registry, r
 ROW_BLOCK = 64  # rows of the upsampled logits held at once
 
 
-_interpreters: dict[tuple[str, str | None, tuple[int, int] | None], tuple[Interpreter, ModelEntry | None]] = {}
+_interpreters: dict[tuple[str, str | None, tuple[int, int] | None, str | None],
+                    tuple[Interpreter, ModelEntry | None]] = {}
 _loading = threading.Lock()
 
 
@@ -51,20 +53,23 @@ def segment(
     input_size: tuple[int, int] | None = None,
     output_name: str | None = None,
     threshold: float | None = None,
+    numerics: str | None = None,
 ) -> SegmentationResult:
     """Segment one image (a path, a PIL image or an HxWx3 uint8 array) with a model name or path.
 
     output_kind (one of zoo.OUTPUT_KINDS), input_range ((low, high): pixels 0..255 mapped onto it)
     and output_name (which output to read) override the registry entry and what the graph suggests;
     input_size (height, width) resizes the model's input first (models that take any size, such as
-    BodyPix); threshold (foreground models, default 0.5) is where the matte becomes labels.
+    BodyPix); threshold (foreground models, default 0.5) is where the matte becomes labels;
+    numerics (npdeeplab.runtime.numerics, default "reference") is whose rounding the model's
+    quantized kernels reproduce (ignored with an interpreter, which has its own).
     Safe to call from several threads: a shared interpreter runs one image at a time.
     """
     picture = load_image(image, max_pixels)
     options = {"output_kind": output_kind, "input_range": input_range, "output_name": output_name}
     size = _input_size(input_size)
     if interpreter is None:
-        interpreter, spec = load_segmenter(model, backend, input_size=size, **options)
+        interpreter, spec = load_segmenter(model, backend, input_size=size, numerics=numerics, **options)
     else:
         entry = entry_for_path(interpreter.model.source) if interpreter.model.source != "<bytes>" else None
         if size is not None:
@@ -170,17 +175,19 @@ def load_segmenter(
     output_kind: str | None = None,
     input_range: tuple[float, float] | None = None,
     output_name: str | None = None,
+    numerics: str | None = None,
 ) -> tuple[Interpreter, ModelSpec]:
     """An interpreter for the model (its input resized to input_size, or to its registry entry's
-    size), loaded once per process, backend and size, and how to read it."""
+    size), loaded once per process, backend, size and numerics, and how to read it."""
     path = resolve_model(model)
     name = str(model)
     entry = registry()[name] if name in registry() else entry_for_path(path)
     size = _input_size(input_size) or (entry.input_size if entry is not None else None)
-    key = (str(path), backend, size)
+    numerics = resolve_numerics(numerics)
+    key = (str(path), backend, size, numerics)
     with _loading:  # two threads asking at once share one interpreter
         if key not in _interpreters:
-            interpreter = Interpreter(model_path=path, backend=backend)
+            interpreter = Interpreter(model_path=path, backend=backend, numerics=numerics)
             if size is not None:
                 resize_input(interpreter, size, name)
             interpreter.allocate_tensors()

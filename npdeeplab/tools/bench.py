@@ -175,8 +175,10 @@ def benchmark(
     warmup: int = 3,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     progress: Callable[[str], None] | None = None,
+    numerics: str = "reference",
 ) -> BenchResult:
-    """Time each engine (keys of ENGINES; default all) alone in a fresh process, alternating over passes."""
+    """Time each engine (keys of ENGINES; default all) alone in a fresh process, alternating over passes;
+    npdeeplab's engines under numerics (npdeeplab.runtime.numerics)."""
     keys = engine_keys(engines)
     threads = threads or default_threads()
     processes: dict[str, list[ChildReport]] = {}
@@ -190,7 +192,7 @@ def benchmark(
                 if progress:
                     progress(f"pass {pass_index + 1}/{passes}: {ENGINES[key]}")
                 path = litert_path if key in LITERT_ENGINES else model_path
-                report = run_engine_process(key, path, runs, threads, warmup, timeout_s)
+                report = run_engine_process(key, path, runs, threads, warmup, timeout_s, numerics)
                 if "unavailable" in report:
                     notes.append(f"{ENGINES[key]} skipped: {report['unavailable']}")
                     continue
@@ -198,6 +200,8 @@ def benchmark(
                 ran.append(key)
             keys = [key for key in keys if key in ran]  # an unavailable engine is tried once
             order.append(ran)
+    if numerics != "reference" and any(key not in LITERT_ENGINES for key in keys):
+        notes.append(f"npdeeplab's engines ran {numerics} numerics")
     return summarize(str(model_path), runs, threads, passes, warmup, order, processes, notes)
 
 
@@ -232,12 +236,13 @@ def engine_keys(engines: Sequence[str] | None) -> list[str]:
 
 
 def run_engine_process(
-    key: str, model_path: str | Path, runs: int, threads: int, warmup: int, timeout_s: float
+    key: str, model_path: str | Path, runs: int, threads: int, warmup: int, timeout_s: float,
+    numerics: str = "reference",
 ) -> dict:
     """Run one engine in a fresh child process; its JSON report (or {"unavailable": reason})."""
     label = ENGINES[key]
     command = [sys.executable, "-m", "npdeeplab.tools.bench", "--engine", key, "--runs", str(runs)]
-    command += ["--threads", str(threads), "--warmup", str(warmup), str(model_path)]
+    command += ["--threads", str(threads), "--warmup", str(warmup), "--numerics", numerics, str(model_path)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=child_environment(key))
     except subprocess.TimeoutExpired:
@@ -324,9 +329,10 @@ def _ratio_text(ratio: float | None) -> str:
 # The child: one engine, alone in this process.
 
 
-def measure_engine(key: str, model_path: str, runs: int, threads: int, warmup: int) -> dict:
+def measure_engine(key: str, model_path: str, runs: int, threads: int, warmup: int,
+                   numerics: str = "reference") -> dict:
     """Load one engine, warm it up, time `runs` invokes; the report a child prints (raises EngineUnavailable)."""
-    interpreter = load_engine(key, model_path, threads)
+    interpreter = load_engine(key, model_path, threads, numerics)
     feed = make_feed(interpreter)
     for _ in range(warmup):
         feed()
@@ -344,8 +350,8 @@ def measure_engine(key: str, model_path: str, runs: int, threads: int, warmup: i
     return report
 
 
-def load_engine(key: str, model_path: str, threads: int) -> Any:
-    """The engine's interpreter; only its own dependencies are imported."""
+def load_engine(key: str, model_path: str, threads: int, numerics: str = "reference") -> Any:
+    """The engine's interpreter; only its own dependencies are imported (numerics: npdeeplab's only)."""
     if key in LITERT_ENGINES:
         try:
             from ai_edge_litert.interpreter import Interpreter as LiteRT
@@ -361,7 +367,7 @@ def load_engine(key: str, model_path: str, threads: int) -> Any:
 
     if key == "numba" and not numba_available():
         raise EngineUnavailable("Numba does not import here")
-    return Interpreter(model_path=model_path, num_threads=threads, backend=key)
+    return Interpreter(model_path=model_path, num_threads=threads, backend=key, numerics=numerics)
 
 
 def time_invokes(interpreter: Any, runs: int) -> list[float]:
@@ -432,10 +438,11 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, required=True)
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--warmup", type=int, required=True)
+    parser.add_argument("--numerics", default="reference")
     parser.add_argument("model")
     args = parser.parse_args(argv)
     try:
-        report = measure_engine(args.engine, args.model, args.runs, args.threads, args.warmup)
+        report = measure_engine(args.engine, args.model, args.runs, args.threads, args.warmup, args.numerics)
     except EngineUnavailable as reason:
         report = {"engine": args.engine, "unavailable": str(reason)}
     except NpDeepLabError as error:

@@ -303,11 +303,13 @@ def compare_models(
     atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
     backend: str | None = None,
+    numerics: str | None = None,
 ) -> Comparison:
     """Two graphs in npdeeplab on the same input, op by op: matched by op index when both have
-    the same op kinds in the same order, else by output tensor name (B is the reference)."""
+    the same op kinds in the same order, else by output tensor name (B is the reference); both
+    run under numerics (npdeeplab.runtime.numerics)."""
     inputs = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
-    a, b = _interpreter(model_a, backend), _interpreter(model_b, backend)
+    a, b = _interpreter(model_a, backend, numerics), _interpreter(model_b, backend, numerics)
     out_a, out_b = collect_outputs(a, inputs), collect_outputs(b, inputs)
     same_structure = [s.op.kind for s in a.ops] == [s.op.kind for s in b.ops]
     b_by_name = {b.tensors[s.op.outputs[0]].name: s.op.index for s in b.ops}
@@ -341,9 +343,9 @@ def lsb_counts(ours: np.ndarray, theirs: np.ndarray) -> tuple[int, int, int]:
     return int(np.count_nonzero(gap == 1)), int(np.count_nonzero(gap == 2)), int(np.count_nonzero(gap > 2))
 
 
-def _interpreter(model: str | os.PathLike | Model, backend: str | None) -> Interpreter:
+def _interpreter(model: str | os.PathLike | Model, backend: str | None, numerics: str | None = None) -> Interpreter:
     if isinstance(model, Model):
-        return Interpreter(model=model, backend=backend)
+        return Interpreter(model=model, backend=backend, numerics=numerics)
     from npdeeplab.zoo import resolve_model
 
-    return Interpreter(model_path=resolve_model(model), backend=backend)
+    return Interpreter(model_path=resolve_model(model), backend=backend, numerics=numerics)

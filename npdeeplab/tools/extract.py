@@ -136,10 +136,11 @@ def _widening(graph: Subgraph, span: Sequence[OpNode]) -> list[OpNode]:
 
 
 def capture(
-    model: Model, feeds: Sequence[np.ndarray], tensors: Sequence[int], backend: str | None = None
+    model: Model, feeds: Sequence[np.ndarray], tensors: Sequence[int], backend: str | None = None,
+    numerics: str | None = None,
 ) -> dict[int, np.ndarray]:
     """Run the whole model with npdeeplab and keep copies of the given tensors (source indices)."""
-    interpreter = Interpreter(model=model, backend=backend)
+    interpreter = Interpreter(model=model, backend=backend, numerics=numerics)
     interpreter.allocate_tensors()
     details = interpreter.get_input_details()
     if len(feeds) != len(details):

@@ -123,17 +123,19 @@ class Golden:
 
 
 def golden_vectors(
-    model: Model, part: Extraction, feeds: Sequence[np.ndarray], backend: str = "numpy", input_note: str = ""
+    model: Model, part: Extraction, feeds: Sequence[np.ndarray], backend: str = "numpy", input_note: str = "",
+    numerics: str | None = None,
 ) -> GoldenSet:
-    """Run the whole model on feeds and collect the golden vectors of the extracted ops."""
+    """Run the whole model on feeds and collect the golden vectors of the extracted ops
+    (numerics: whose rounding, npdeeplab.runtime.numerics; default "reference")."""
     small = part.model.main
     source_of = dict(enumerate(part.source_tensors))  # small tensor index -> source tensor index
     op_indices = [*part.widening, *range(part.first, part.last + 1)]
     keys = _array_keys(small, op_indices)
     widened = {op.outputs[0]: op.inputs[0] for op in small.ops[: len(part.widening)]}
     wanted = [source_of[t] for t in keys if not small.tensors[t].is_constant and t not in widened]
-    interpreter = Interpreter(model=model, backend=backend)
-    captured = capture(model, feeds, wanted, backend=backend)
+    interpreter = Interpreter(model=model, backend=backend, numerics=numerics)
+    captured = capture(model, feeds, wanted, backend=backend, numerics=numerics)
     arrays: dict[str, np.ndarray] = {}
     entries: dict[str, Any] = {}
     for t, key in keys.items():
@@ -156,7 +158,8 @@ def golden_vectors(
             "sha256": _sha256(model.source),
             "ops": [part.first, part.last],
             "input": input_note,
-            "engine": f"npdeeplab {__version__}, {interpreter.backend} backend",
+            "engine": f"npdeeplab {__version__}, {interpreter.backend} backend"
+                      + ("" if interpreter.numerics == "reference" else f", {interpreter.numerics} numerics"),
         },
         "model": MODEL,
         "header": HEADER,
