@@ -322,9 +322,12 @@ def conv_quantized(call: Call, index: tuple[int, ...]) -> tuple[list[Step], Numb
     return steps, min(max(scaled + p.output_offset, p.act_min), p.act_max)
 
 
-def multiplier_step(call: Call, oc: int, depthwise: bool, multiplier: int, shift: int) -> Step:
-    """Where (M, shift) came from: s_x * s_w / s_out through QuantizeMultiplier."""
-    (s_x, _), (s_w, _), (s_out, _) = call.quantization(0), call.quantization(1), call.quantization(-1)
+def multiplier_step(call: Call, oc: int, depthwise: bool, multiplier: int, shift: int,
+                    positions: tuple[int, int] = (0, 1)) -> Step:
+    """Where (M, shift) came from: s_x * s_w / s_out through QuantizeMultiplier (positions: the op's
+    input and filter among its inputs)."""
+    (s_x, _), (s_w, _) = call.quantization(positions[0]), call.quantization(positions[1])
+    s_out = call.quantization(-1)[0]
     per_channel = s_w.size > 1
     s_wc = float(s_w[oc if per_channel else 0])
     if per_channel:  # all in double
@@ -412,10 +415,13 @@ def _plain(value: Any) -> Any:
 
 
 def explainers() -> dict[tuple[str, str], Explainer]:
-    """(op kind, kernel name) -> its explainer: the convolutions here, the rest in explain_ops."""
+    """(op kind, kernel name) -> its explainer: the convolutions here, the rest in explain_ops,
+    explain_dense (FULLY_CONNECTED, TRANSPOSE_CONV) and explain_activations."""
+    from npdeeplab.tools.explain_activations import EXPLAINERS as ACTIVATIONS
+    from npdeeplab.tools.explain_dense import EXPLAINERS as DENSE
     from npdeeplab.tools.explain_ops import EXPLAINERS as OTHERS
 
-    return {**EXPLAINERS, **OTHERS}
+    return {**EXPLAINERS, **OTHERS, **DENSE, **ACTIVATIONS}
 
 
 Explainer = Callable[[Call, tuple[int, ...]], tuple[list[Step], Number]]

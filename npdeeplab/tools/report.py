@@ -217,16 +217,18 @@ def heat_map(difference: np.ndarray) -> Image.Image:
     return Image.fromarray((rgb * 255).astype(np.uint8), "RGB")
 
 
-def build_report(model: str | os.PathLike, image: str | os.PathLike, compare: bool = False) -> str:
-    """The HTML page as a string."""
+def build_report(model: str | os.PathLike, image: str | os.PathLike, compare: bool = False,
+                 numerics: str | None = None, float_model: str | os.PathLike | None = None) -> str:
+    """The HTML page as a string (numerics: npdeeplab.runtime.numerics, default "reference");
+    float_model: the quantized model's float original, for the "where quantization hurts" section."""
     from npdeeplab.segmentation import segment
     from npdeeplab.zoo import resolve_model
 
     path = resolve_model(model)
-    interpreter = Interpreter(model_path=path)
+    interpreter = Interpreter(model_path=path, numerics=numerics)
     x = model_input(interpreter, image)
     traced = trace(interpreter, x, keep_arrays=True)
-    result = segment(image, model)
+    result = segment(image, model, numerics=numerics)
     sections = [
         ("input", "Input", _input_section(image, x)),
         ("segmentation", "Segmentation", _segmentation_section(result)),
@@ -235,14 +237,20 @@ def build_report(model: str | os.PathLike, image: str | os.PathLike, compare: bo
     ]
     if compare:
         sections.append(("compare", "Against LiteRT", _compare_section(interpreter, x, traced)))
+    if float_model is not None:
+        from npdeeplab.tools.report_quant import quant_diff_section
+
+        sections.append(("quantization", "Where quantization hurts",
+                         quant_diff_section(float_model, path, image, numerics)))
     return _page(Path(path).name, Path(str(image)).name, sections)
 
 
 def write_report(model: str | os.PathLike, image: str | os.PathLike, output: str | os.PathLike,
-                 compare: bool = False) -> Path:
+                 compare: bool = False, numerics: str | None = None,
+                 float_model: str | os.PathLike | None = None) -> Path:
     from npdeeplab.model.writer import write_atomically
 
-    return write_atomically(output, build_report(model, image, compare).encode("utf-8"))
+    return write_atomically(output, build_report(model, image, compare, numerics, float_model).encode("utf-8"))
 
 
 def _input_section(image: str | os.PathLike, x: np.ndarray) -> str:
