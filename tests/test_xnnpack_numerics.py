@@ -173,11 +173,13 @@ def compare_with_auto(case: dict[str, Any], builder: Any = build) -> tuple[bool,
     data = model.to_bytes()
     (theirs,), delegated = run_auto(data, inputs)
     (reference,), _ = run_ours(data, inputs, "numpy", numerics="reference")
+    (optimized,), _ = run_ours(data, inputs, "numpy", numerics="optimized")
     for backend in BACKENDS:
         (ours,), interpreter = run_ours(data, inputs, backend)
         assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
         assert interpreter._runner.steps[0].kernel.startswith("xnnpack_") == delegated
-        expected, whose = (theirs, "LiteRT AUTO") if delegated else (reference, "the reference kernel")
+        # Declined: what the optimized personality runs (AUTO's fallback, the optimized builtins).
+        expected, whose = (theirs, "LiteRT AUTO") if delegated else (optimized, "the optimized personality")
         differ = int(np.count_nonzero(ours != expected))
         assert differ == 0, f"{backend}: {differ} of {ours.size} elements differ from {whose}"
     return delegated, not np.array_equal(reference, theirs)
@@ -358,3 +360,16 @@ def test_isolated_compare_runs_the_personality_kernels(dm05_path, astronaut):
     result = compare_with_litert(interpreter, [astronaut], reference="litert-ref", isolate=True, atol=1, rtol=0)
     assert len(result.rows) == 72 and not result.exceeded  # within 1 LSB of REF, op by op
     assert any(row.max_abs == 1 for row in result.rows)  # and not REF itself
+
+
+@pytest.mark.parametrize("name", sorted(n for n, case in QUANTIZE_CASES.items() if not case[4]))
+def test_quantize_xnnpack_declines_matches_auto_through_the_optimized_kernels(name: str) -> None:
+    """uint8 <-> int8 requantization, which XNNPACK declines: AUTO runs LiteRT's optimized builtin,
+    and so does the personality (the reference kernel is 3 elements off there)."""
+    model, inputs = build_quantize(QUANTIZE_CASES[name])
+    data = model.to_bytes()
+    (theirs,), delegated = run_auto(data, inputs)
+    assert not delegated
+    for backend in BACKENDS:
+        (ours,), _ = run_ours(data, inputs, backend)
+        np.testing.assert_array_equal(ours, theirs)
