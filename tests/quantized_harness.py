@@ -3,7 +3,7 @@ builder, run by LiteRT's reference kernels (BUILTIN_REF, the target of "bit-exac
 npdeeplab on every backend, outputs compared for exact equality. When LiteRT refuses a model,
 npdeeplab must refuse it too, with a ModelError.
 
-    from quantized_harness import SETTINGS, check, quantized_input
+    from quantized_harness import SETTINGS, check, quantized_input, scales, zero_points
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import BACKENDS, litert_module
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
 from npdeeplab import Interpreter
 from npdeeplab.errors import ModelError
@@ -92,3 +93,18 @@ def quantized_input(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any
     if flat.size >= 2:
         flat[0], flat[-1] = info.min, info.max
     return values.astype(dtype)
+
+
+QUANTIZED_TYPES = {"uint8": np.uint8, "int8": np.int8}
+
+
+def scales() -> st.SearchStrategy[float]:
+    """Log-uniform over [1e-5, 10] as float32, the ends included."""
+    exponent = st.floats(-5, 1, allow_nan=False).map(lambda e: float(np.float32(10.0**e)))
+    return st.one_of(exponent, st.sampled_from([1e-5, 10.0, 1.0]))
+
+
+def zero_points(dtype: str) -> st.SearchStrategy[int]:
+    """Zero points of an 8-bit type ("uint8", "int8"), the range ends drawn often."""
+    info = np.iinfo(QUANTIZED_TYPES[dtype])
+    return st.one_of(st.sampled_from([info.min, info.min + 1, info.max - 1, info.max]), st.integers(info.min, info.max))

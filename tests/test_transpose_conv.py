@@ -28,7 +28,7 @@ import pytest
 from conftest import BACKENDS, litert_module
 from hypothesis import event, given
 from hypothesis import strategies as st
-from quantized_harness import SETTINGS, check, quantized_input, run_litert, run_npdeeplab
+from quantized_harness import SETTINGS, check, quantized_input, run_litert, run_npdeeplab, scales, zero_points
 
 from npdeeplab import Interpreter
 from npdeeplab.errors import ModelError
@@ -263,17 +263,6 @@ def test_float_non_finite_values() -> None:
 
 
 # --- quantized ----------------------------------------------------------------------------------
-
-
-def scales() -> st.SearchStrategy[float]:
-    """Log-uniform over [1e-5, 10] as float32, the ends included."""
-    exponent = st.floats(-5, 1, allow_nan=False).map(lambda e: float(np.float32(10.0**e)))
-    return st.one_of(exponent, st.sampled_from([1e-5, 10.0, 1.0]))
-
-
-def zero_points(dtype: str) -> st.SearchStrategy[int]:
-    info = np.iinfo(TYPES[dtype])
-    return st.one_of(st.sampled_from([info.min, info.min + 1, info.max - 1, info.max]), st.integers(info.min, info.max))
 
 
 @st.composite
