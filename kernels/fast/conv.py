@@ -1,9 +1,12 @@
 """Numba twins of kernels/conv.py: same signatures, same results (to float rounding).
 
-Convolutions with a K x K window gather patches (im2col, in Numba) and hand the product to BLAS
-through NumPy; 1x1 stride-1 convolutions go straight to BLAS. Depthwise convolutions run as NHWC
-loops with channels innermost, accumulating taps in TFLite's reference order; 3x3 windows away
-from the border take a path with the nine taps written out.
+Convolutions with a K x K window gather patches (im2col, in Numba) and multiply them with the
+register-tiled GEMM of kernels/fast/gemm.py; 1x1 stride-1 convolutions go straight to it.
+
+Depthwise convolutions accumulate taps in TFLite's reference order: 3x3 filters with finite
+weights run the register-tiled kernels of kernels/fast/tiles.py on a zero-padded copy of the
+input, in blocks of vector lanes of channels; the channels left over and other windows run NHWC
+loops with channels innermost.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from npdeeplab.kernels import conv as reference
 from npdeeplab.kernels.conv import ConvParams
 from npdeeplab.kernels.fast.buffers import output, scratch, zeros
 from npdeeplab.kernels.fast.config import parallel, serial
+from npdeeplab.kernels.fast.gemm import gemm_bias_clamp, generated
+from npdeeplab.kernels.fast.tiles import depthwise_lanes, machine_tiles
 
 
 def conv2d(
@@ -26,14 +31,13 @@ def conv2d(
     n, cout = x.shape[0], w.shape[0]
     rows = n * win.out_h * win.out_w
     out = output(out, (n, win.out_h, win.out_w, cout), np.float32)
-    filters = w.reshape(cout, -1).T  # a transposed view: BLAS reads it without a copy
     if _is_pointwise(win):
-        np.matmul(x.reshape(rows, -1), filters, out=out.reshape(rows, cout))
+        a = np.ascontiguousarray(x).reshape(rows, -1)
     else:
-        patches = scratch((n, win.out_h, win.out_w, w.shape[1] * w.shape[2] * x.shape[3]))
-        _im2col(x, w.shape[1], w.shape[2], *_window_args(win), patches)
-        np.matmul(patches.reshape(rows, -1), filters, out=out.reshape(rows, cout))
-    _bias_clamp(out.reshape(rows, cout), _bias(b, cout), np.float32(p.act_min), np.float32(p.act_max))
+        a = scratch((n, win.out_h, win.out_w, w.shape[1] * w.shape[2] * x.shape[3]))
+        _im2col(x, w.shape[1], w.shape[2], *_window_args(win), a)
+        a = a.reshape(rows, -1)
+    gemm_bias_clamp(a, w, b, p.act_min, p.act_max, out.reshape(rows, cout))
     return out
 
 
@@ -43,9 +47,33 @@ def depthwise_conv2d(
     win = p.window
     cout = w.shape[3]
     out = output(out, (x.shape[0], win.out_h, win.out_w, cout), np.float32)
-    _depthwise(x, w[0], _bias(b, cout), cout // x.shape[3], *_window_args(win),
-               np.float32(p.act_min), np.float32(p.act_max), out)
+    bias, low, high = _bias(b, cout), np.float32(p.act_min), np.float32(p.act_max)
+    multiplier = cout // x.shape[3]
+    done = 0
+    if w.shape[1:3] == (3, 3) and multiplier == 1 and reference.has_finite_filter(p, w):
+        padded = padded_input(x, win)
+        for lanes in depthwise_lanes(machine_tiles()):
+            blocks = (cout - done) // lanes
+            if blocks:
+                kernel = getattr(generated(), f"depthwise3x3_{lanes}")
+                kernel(padded, w[0], bias, low, high, out, win.stride_h, win.stride_w, win.dilation_h,
+                       win.dilation_w, done, blocks)
+                done += blocks * lanes
+    if done < cout:
+        _depthwise(x, w[0], bias, multiplier, *_window_args(win), low, high, out, done)
     return out
+
+
+def padded_input(x: np.ndarray, win: object) -> np.ndarray:
+    """x inside a zero border wide enough for every window: a scratch array per shape, whose border
+    is zeroed once, when it is made, and never written after."""
+    n, height, width, channels = x.shape
+    span_h = (win.out_h - 1) * win.stride_h + (win.filter_h - 1) * win.dilation_h + 1
+    span_w = (win.out_w - 1) * win.stride_w + (win.filter_w - 1) * win.dilation_w + 1
+    shape = (n, max(span_h, win.pad_top + height), max(span_w, win.pad_left + width), channels)
+    padded = scratch(shape, zeroed=True, tag=("padded", win.pad_top, win.pad_left, height, width))
+    padded[:, win.pad_top:win.pad_top + height, win.pad_left:win.pad_left + width] = x
+    return padded
 
 
 def _is_pointwise(win: object) -> bool:
@@ -94,18 +122,12 @@ def _im2col(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, patches):  # noqa: ANN
 
 
 @parallel
-def _bias_clamp(out, bias, low, high):  # noqa: ANN001, ANN202
-    for r in prange(out.shape[0]):
-        for c in range(out.shape[1]):
-            out[r, c] = min(max(out[r, c] + bias[c], low), high)
-
-
-@parallel
-def _depthwise(x, w, bias, multiplier, sh, sw, dh, dw, pad_top, pad_left, low, high, out):  # noqa: ANN001, ANN202
+def _depthwise(x, w, bias, multiplier, sh, sw, dh, dw, pad_top, pad_left, low, high, out, first):  # noqa: ANN001, ANN202
+    """The output channels from `first` on (the register kernels wrote those below)."""
     n, height, width, _ = x.shape
     kh, kw, cout = w.shape
     out_h, out_w = out.shape[1], out.shape[2]
-    three_by_three = kh == 3 and kw == 3 and multiplier == 1
+    three_by_three = kh == 3 and kw == 3 and multiplier == 1 and first == 0
     for row in prange(n * out_h):
         b, oy = row // out_h, row % out_h
         top = oy * sh - pad_top
@@ -116,7 +138,7 @@ def _depthwise(x, w, bias, multiplier, sh, sw, dh, dw, pad_top, pad_left, low, h
                 _depthwise_3x3_inside(x, w, b, top, left, dh, dw, acc)
             else:
                 _depthwise_taps(x, w, b, top, left, dh, dw, multiplier, acc)
-            for c in range(cout):
+            for c in range(first, cout):
                 out[b, oy, ox, c] = min(max(acc[c] + bias[c], low), high)
 
 

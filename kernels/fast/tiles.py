@@ -1,0 +1,192 @@
+"""The register tiles of the float GEMM, and the one generator that writes their source.
+
+A GEMM microkernel computes an MR x NR block of C = A @ B + bias, clamped, over the whole of K.
+Numba (LLVM) keeps a value in a register only when it is a scalar local, so the MR*NR accumulators
+are written as named locals `c_<i>_<j>`; LLVM's SLP vectoriser (switched on in kernels/fast/config.py)
+then packs each row's NR accumulators into NR/VW vector registers, and the K loop becomes
+broadcast + vector FMA with no load or store of an accumulator. An `np.zeros((MR, NR))` tile stays in
+memory instead: every FMA would load and store it.
+
+B is packed once per weight tensor into panels `[P, K, NR]` (output channels padded with zeros to
+a multiple of NR), so the K loop reads NR contiguous weights. The epilogue adds the bias, clamps to
+the fused activation and writes straight into C, which may be a strided view (a concatenation's
+slice). Rows past the last full tile run a one-row kernel; columns past the last output channel
+are computed (on zero weights) but not written.
+
+Which tiles: two per machine, chosen by vector width — a wide one for many output channels and a
+narrow one for the thin layers (8 to 24 channels) where a wide panel would mostly multiply zeros.
+The register budget: MR * NR / VW accumulators + NR / VW weight vectors + the MR broadcasts.
+MR is a power of two: with MR = 6 or 12 (LLVM 22, Numba 0.68) the SLP vectoriser kept the
+accumulators as scalars and repacked them into vectors on every step of the K loop, 20x the
+instructions; the K loop of 8x32 is 8 broadcasts, 2 loads and 16 FMAs.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Tile:
+    mr: int  # rows of A (output pixels) per tile
+    nr: int  # columns of B (output channels) per tile
+
+    @property
+    def name(self) -> str:
+        return f"{self.mr}x{self.nr}"
+
+
+@dataclass(frozen=True)
+class MachineTiles:
+    isa: str  # what the tiles were chosen for, e.g. "avx512"
+    vector_floats: int  # float32 lanes per vector register
+    wide: Tile
+    narrow: Tile
+
+
+@functools.cache
+def machine_tiles() -> MachineTiles:
+    """The tiles for this CPU, from LLVM's view of its features (llvmlite)."""
+    import platform
+
+    from llvmlite import binding
+
+    features = binding.get_host_cpu_features()
+    if features.get("avx512f"):  # 32 zmm registers of 16 floats: 16 + 2 + 8 and 8 + 1 + 8
+        return MachineTiles("avx512", 16, Tile(8, 32), Tile(8, 16))
+    if features.get("avx2") and features.get("fma"):  # 16 ymm registers of 8 floats: 8 + 2 + 4 and 8 + 1 + 1
+        return MachineTiles("avx2", 8, Tile(4, 16), Tile(8, 8))
+    if platform.machine().lower() in ("aarch64", "arm64"):  # 32 NEON registers of 4 floats: 16 + 4 + 4
+        return MachineTiles("neon", 4, Tile(4, 16), Tile(8, 8))
+    return MachineTiles("generic", 4, Tile(4, 8), Tile(4, 4))
+
+
+def depthwise_lanes(tiles: MachineTiles) -> tuple[int, ...]:
+    """Channel blocks of the depthwise kernels: a whole vector, then half of one for what is left
+    (72 channels: 4 blocks of 16 and one of 8, on AVX-512)."""
+    return (tiles.vector_floats, tiles.vector_floats // 2) if tiles.vector_floats >= 8 else (tiles.vector_floats,)
+
+
+def panel_width(tiles: MachineTiles, channels: int) -> int:
+    """NR for a layer of `channels` outputs: the tile needing the fewest vector FMAs per row of A
+    (padded channels count), the wide one on a tie."""
+
+    def vector_fmas(tile: Tile) -> int:
+        panels = -(-channels // tile.nr)
+        return panels * -(-tile.nr // tiles.vector_floats)
+
+    return min((tiles.wide, tiles.narrow), key=vector_fmas).nr
+
+
+def gemm_source(tile: Tile) -> str:
+    """Python source of `tile_<MR>x<NR>` (a full tile), `row_<MR>x<NR>` (one row) and `gemm_<MR>x<NR>` (the
+    parallel driver over row chunks and panels), for Numba to compile.
+
+    A full tile always stores all NR columns: the last panel of a layer whose channels are not a
+    multiple of NR is computed into `edge` (rows x NR scratch) and its valid columns copied out, so
+    the tile has no branch in its epilogue and LLVM vectorises the stores too.
+    """
+    mr, nr = tile.mr, tile.nr
+    name = tile.name
+    cells = [(i, j) for i in range(mr) for j in range(nr)]
+    return "\n".join([
+        f"def tile_{name}(a, row, packed, panel, low, high, bias, out, col):",
+        "    k_count = a.shape[1]",
+        *[f"    c_{i}_{j} = np.float32(0)" for i, j in cells],
+        "    for k in range(k_count):",
+        *[f"        w_{j} = packed[panel, k, {j}]" for j in range(nr)],
+        *[f"        a_{i} = a[row + {i}, k]" for i in range(mr)],
+        *[f"        c_{i}_{j} += a_{i} * w_{j}" for i, j in cells],
+        f"    first = panel * {nr}",
+        *[f"    b_{j} = bias[first + {j}]" for j in range(nr)],
+        *[f"    out[row + {i}, col + {j}] = clamp(c_{i}_{j} + b_{j}, low, high)" for i, j in cells],
+        "",
+        "",
+        f"def row_{name}(a, row, packed, panel, low, high, bias, out, col, cols):",
+        "    k_count = a.shape[1]",
+        *[f"    c_{j} = np.float32(0)" for j in range(nr)],
+        "    for k in range(k_count):",
+        "        a_0 = a[row, k]",
+        *[f"        c_{j} += a_0 * packed[panel, k, {j}]" for j in range(nr)],
+        *[f"    if {j} < cols:\n        out[row, col + {j}] = clamp(c_{j} + bias[col + {j}], low, high)"
+          for j in range(nr)],
+        "",
+        "",
+        f"def gemm_{name}(a, packed, bias, low, high, out, edge, chunk_rows):",
+        f'    """out = clamp(a @ B + bias), B packed in panels of {nr}; rows in chunks of chunk_rows."""',
+        "    rows, channels = out.shape",
+        "    chunks = (rows + chunk_rows - 1) // chunk_rows",
+        "    for chunk in prange(chunks):",
+        "        first = chunk * chunk_rows",
+        "        last = min(first + chunk_rows, rows)",
+        f"        full_end = first + (last - first) // {mr} * {mr}",
+        "        for panel in range(packed.shape[0]):",
+        f"            col = panel * {nr}",
+        f"            cols = min({nr}, channels - col)",
+        f"            for row in range(first, full_end, {mr}):",
+        f"                if cols == {nr}:",
+        f"                    tile_{name}(a, row, packed, panel, low, high, bias, out, col)",
+        "                else:",
+        f"                    tile_{name}(a, row, packed, panel, low, high, bias, edge, 0)",
+        f"                    for i in range(row, row + {mr}):",
+        "                        for j in range(cols):",
+        "                            out[i, col + j] = edge[i, j]",
+        "            for row in range(full_end, last):",
+        f"                row_{name}(a, row, packed, panel, low, high, bias, out, col, cols)",
+        "",
+    ])
+
+
+def depthwise_source(lanes: int, pixels: int = 4) -> str:
+    """Python source of `depthwise3x3_<V>`: a 3x3 depthwise convolution (multiplier 1) of an input
+    already padded with zeros (so every window lies inside it), for `blocks` blocks of V = `lanes`
+    channels from channel `first`.
+
+    Each task is one output row and one channel block: its 9 x V weights and V biases are loaded
+    into named locals (registers, once SLP packs them) before the loop over the row's pixels, so the
+    loop reads only inputs. The loop takes `pixels` neighbouring pixels at a time: each pixel's sum
+    is a chain of 9 dependent FMAs, and only independent chains side by side keep the FMA units
+    busy. The sum runs over the taps in (ky, kx) order from zero, then adds the bias, as TFLite's
+    reference kernel does; a tap on the padding adds x 0, which is exact for finite weights.
+
+    The arrays are C-contiguous and read and written through flat views at unsigned offsets: a
+    signed index costs a wrap-around check per element, and LLVM then builds the lanes' addresses
+    one by one instead of issuing one vector load.
+    """
+    taps = [(ky, kx) for ky in range(3) for kx in range(3)]
+
+    def pixel_block(count: int, indent: str) -> list[str]:
+        lines = [f"{indent}s_{q}_{j} = np.float32(0)" for q in range(count) for j in range(lanes)]
+        for ky, kx in taps:
+            lines.append(f"{indent}y = top + {ky} * dh")
+            for q in range(count):
+                lines.append(f"{indent}at = np.uint64(((b * height + y) * width + (ox + {q}) * sw + {kx} * dw)"
+                             " * channels + c0)")
+                lines += [f"{indent}s_{q}_{j} += flat_x[at + np.uint64({j})] * w_{ky}{kx}_{j}" for j in range(lanes)]
+        for q in range(count):
+            lines.append(f"{indent}at = np.uint64(((b * out_h + oy) * out_w + ox + {q}) * channels + c0)")
+            lines += [f"{indent}flat_out[at + np.uint64({j})] = clamp(s_{q}_{j} + b_{j}, low, high)"
+                      for j in range(lanes)]
+        return lines
+
+    return "\n".join([
+        f"def depthwise3x3_{lanes}(x, w, bias, low, high, out, sh, sw, dh, dw, first, blocks):",
+        f'    """out[..., first:first + blocks*{lanes}] of the padded input x (NHWC)."""',
+        "    n, height, width, channels = x.shape",
+        "    out_h, out_w = out.shape[1], out.shape[2]",
+        "    flat_x, flat_out = x.reshape(x.size), out.reshape(out.size)",
+        f"    grouped_end = out_w // {pixels} * {pixels}",
+        "    for task in prange(n * out_h * blocks):",
+        "        b = task // (out_h * blocks)",
+        "        oy = task // blocks % out_h",
+        f"        c0 = first + task % blocks * {lanes}",
+        "        top = oy * sh",
+        *[f"        w_{ky}{kx}_{j} = w[{ky}, {kx}, c0 + {j}]" for ky, kx in taps for j in range(lanes)],
+        *[f"        b_{j} = bias[c0 + {j}]" for j in range(lanes)],
+        f"        for ox in range(0, grouped_end, {pixels}):",
+        *pixel_block(pixels, "            "),
+        "        for ox in range(grouped_end, out_w):",
+        *pixel_block(1, "            "),
+        "",
+    ])

@@ -1,0 +1,166 @@
+"""The register-tiled kernels (kernels/fast/tiles.py) equal the NumPy specification at every edge
+of their tiles, and the code LLVM makes of them is what the generator promises."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from npdeeplab.runtime.backends import numba_available
+
+IN_CI = os.environ.get("CI") == "true"
+if not numba_available():
+    if IN_CI:
+        pytest.fail("Numba does not import in CI; the Numba backend must be tested", pytrace=False)
+    pytest.skip("Numba is not installed", allow_module_level=True)
+
+from npdeeplab.kernels import conv as reference  # noqa: E402
+from npdeeplab.kernels.conv import ConvParams  # noqa: E402
+from npdeeplab.kernels.fast import conv as fast  # noqa: E402
+from npdeeplab.kernels.fast import gemm, tiles  # noqa: E402
+from npdeeplab.kernels.windows import Window  # noqa: E402
+from npdeeplab.ops.conv import output_size_and_padding  # noqa: E402
+
+RNG = np.random.default_rng(7)
+MACHINE = tiles.machine_tiles()
+
+
+def floats(*shape: int) -> np.ndarray:
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def close(got: np.ndarray, expected: np.ndarray, depth: int) -> None:
+    """Equal to float32 rounding of a sum of `depth` products (FMA contraction, BLAS's order)."""
+    scale = max(1.0, float(np.abs(expected).max())) if expected.size else 1.0
+    np.testing.assert_allclose(got, expected, rtol=0, atol=4e-7 * np.sqrt(depth) * scale * 4)
+
+
+@pytest.mark.parametrize("tile", [MACHINE.wide, MACHINE.narrow], ids=lambda t: t.name)
+@pytest.mark.parametrize("rows", [1, 7, 8, 9, 33, 100])
+@pytest.mark.parametrize("extra_channels", [0, 1, 5])  # channels missing from the last panel
+def test_gemm_every_tile_edge(tile: tiles.Tile, rows: int, extra_channels: int) -> None:
+    """Rows past the last full tile (the one-row kernel) and channels past the last full panel
+    (computed into the edge scratch) are written; nothing outside `out` is."""
+    channels = tile.nr * 3 - extra_channels
+    depth = 13
+    a, w, b = floats(rows, depth), floats(channels, 1, 1, depth), floats(channels)
+    guard = np.full((rows, channels + 3), 7.0, dtype=np.float32)
+    out = guard[:, :channels]  # a strided view, as a concatenation's slice would be
+    assert tiles.panel_width(MACHINE, channels) == tile.nr
+    gemm.gemm_bias_clamp(a, w, b, -1.5, 2.5, out)
+    expected = np.clip(a @ w.reshape(channels, depth).T + b, -1.5, 2.5)
+    close(out, expected, depth)
+    assert (guard[:, channels:] == 7.0).all()
+
+
+def test_panel_width_prefers_fewer_vector_fmas() -> None:
+    lanes = MACHINE.vector_floats
+    assert tiles.panel_width(MACHINE, MACHINE.wide.nr * 4) == MACHINE.wide.nr
+    assert tiles.panel_width(MACHINE, max(1, lanes // 2)) == min(MACHINE.wide.nr, MACHINE.narrow.nr) or lanes < 8
+
+
+def test_packed_weights_are_reused_and_released() -> None:
+    w, b = floats(40, 1, 1, 6), floats(40)
+    first = gemm.packed(w, b)
+    assert gemm.packed(w, b)[0] is first[0]
+    key = (id(w), id(b))
+    del w, first
+    assert key not in gemm._packed
+
+
+def test_gemm_nan_and_inf_pass_through_the_clamp() -> None:
+    a = floats(16, 4)
+    a[3, 1], a[5, 2] = np.nan, np.inf
+    w = np.abs(floats(MACHINE.wide.nr, 1, 1, 4)) + 0.1
+    out = np.empty((16, MACHINE.wide.nr), np.float32)
+    gemm.gemm_bias_clamp(a, w, None, -np.inf, np.inf, out)
+    assert np.isnan(out[3]).all() and np.isposinf(out[5]).all()
+
+
+def conv_case(size: int, channels: int, stride: int, dilation: int, padding: str) -> tuple:
+    out, pad = output_size_and_padding(size, 3, stride, dilation, padding)
+    window = Window(3, 3, stride, stride, dilation, dilation, pad, pad, out, out)
+    return ConvParams(window, 0.0, 6.0), floats(2, size, size, channels)
+
+
+@pytest.mark.parametrize("channels", [16, 17, 40, 72])
+@pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), (1, 2), (1, 4)])
+@pytest.mark.parametrize("size, padding", [(9, "SAME"), (12, "VALID"), (3, "SAME")])
+def test_depthwise_register_kernel_matches_the_specification(
+    channels: int, stride: int, dilation: int, size: int, padding: str
+) -> None:
+    """Interior pixels in whole blocks of lanes (the register kernel), the channels left over and
+    the border (the generic loops), on inputs where the interior is large, thin or empty."""
+    if padding == "VALID" and 2 * dilation + 1 > size:
+        pytest.skip("the window does not fit")
+    p, x = conv_case(size, channels, stride, dilation, padding)
+    w, b = floats(1, 3, 3, channels), floats(channels)
+    expected = reference.depthwise_conv2d(p, x, w, b)
+    got = fast.depthwise_conv2d(p, x, w, b)
+    close(got, expected, 9)
+
+
+@pytest.mark.parametrize("kernel, stride", [(3, 2), (3, 1), (1, 1), (5, 2)])
+def test_conv2d_through_the_gemm_matches_the_specification(kernel: int, stride: int) -> None:
+    size, cin, cout = 17, 3 if kernel == 3 else 24, 21
+    out, pad = output_size_and_padding(size, kernel, stride, 1, "SAME")
+    p = ConvParams(Window(kernel, kernel, stride, stride, 1, 1, pad, pad, out, out), -1.0, 6.0)
+    x, w, b = floats(1, size, size, cin), floats(cout, kernel, kernel, cin), floats(cout)
+    close(fast.conv2d(p, x, w, b), reference.conv2d(p, x, w, b), kernel * kernel * cin)
+
+
+def test_generated_source_is_rewritten_only_when_it_changes(tmp_path: object) -> None:
+    path = tmp_path / "tiles.py"
+    gemm._write_if_changed(path, "x = 1\n")
+    stamp = path.stat().st_mtime_ns
+    gemm._write_if_changed(path, "x = 1\n")
+    assert path.stat().st_mtime_ns == stamp
+    gemm._write_if_changed(path, "x = 2\n")
+    assert path.read_text() == "x = 2\n"
+
+
+@pytest.mark.skipif(MACHINE.isa not in ("avx512", "avx2"), reason="the instruction check reads x86 assembly")
+def test_the_k_loop_is_broadcasts_loads_and_vector_fmas(tmp_path: object) -> None:
+    """Compiled afresh (no cache), the narrow tile's K loop has no gather, no scalar FMA and no
+    repacking of accumulators: what the SLP vectoriser and `prefer-no-gather` are switched on for."""
+    script = textwrap.dedent(f"""
+        import importlib.util, re, sys
+        import numpy as np
+        from npdeeplab.kernels.fast import gemm, tiles
+        tile = tiles.machine_tiles().narrow
+        source = tiles.gemm_source(tile).replace("def tile_", "@contract_serial\\ndef tile_")
+        source = source.replace("def row_", "@contract_serial\\ndef row_")
+        source = source.replace("def gemm_", "@contract_parallel\\ndef gemm_")
+        path = {str(tmp_path / "probe.py")!r}
+        open(path, "w").write(gemm.HEADER.format(isa="probe") + source)
+        spec = importlib.util.spec_from_file_location("probe", path)
+        module = importlib.util.module_from_spec(spec); sys.modules["probe"] = module; spec.loader.exec_module(module)
+        a = np.ones((tile.mr, 8), np.float32); packed = gemm.pack_panels(np.ones((tile.nr, 8), np.float32), tile.nr)
+        out = np.empty((tile.mr, tile.nr), np.float32); bias = np.zeros(tile.nr, np.float32)
+        f = getattr(module, "tile_" + tile.name)
+        f(a, 0, packed, 0, np.float32(0), np.float32(6), bias, out, 0)
+        asm = f.inspect_asm(f.signatures[0]).splitlines()
+        fma = [i for i, line in enumerate(asm) if re.search(r"vfmadd\\d+ps", line)]
+        start = max(i for i in range(fma[0]) if re.match(r"^\\.LBB\\d+_\\d+:", asm[i]))
+        end = min(i for i in range(fma[0], len(asm)) if re.match(r"^\\s+j\\w+\\s+\\.LBB", asm[i]))
+        print("\\n".join(line for line in asm[start:end] if line.startswith("\\t")))
+    """)
+    environment = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "NPDEEPLAB_CACHE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    loop = done.stdout.splitlines()
+    vector = "zmm" if MACHINE.isa == "avx512" else "ymm"
+    fmas = [line for line in loop if "vfmadd" in line]
+    assert len(fmas) >= tile_fmas(MACHINE.narrow) and all(vector in line for line in fmas), loop
+    mnemonics = [line.split()[0] for line in loop]
+    scalar = [m for m in mnemonics if m.endswith("ss") and m != "vbroadcastss"]
+    assert not scalar and not [m for m in mnemonics if "gather" in m or m == "vinsertps"], loop
+
+
+def tile_fmas(tile: tiles.Tile) -> int:
+    return tile.mr * tile.nr // MACHINE.vector_floats
