@@ -1,0 +1,47 @@
+"""How many threads an invoke uses: all it was given on an idle machine, the free cores on a busy one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from npdeeplab.runtime import threads
+
+
+def test_an_idle_machine_gets_every_thread_asked_for(monkeypatch):
+    monkeypatch.setattr(threads, "busy_elsewhere", lambda: 0)
+    monkeypatch.setattr(threads, "default_threads", lambda: 8)
+    assert threads.adaptive_threads(8) == 8
+    assert threads.adaptive_threads(3) == 3
+
+
+def test_busy_cores_are_left_to_their_programs(monkeypatch):
+    monkeypatch.setattr(threads, "default_threads", lambda: 2)
+    monkeypatch.setattr(threads, "busy_elsewhere", lambda: 1)
+    assert threads.adaptive_threads(2) == 1
+    monkeypatch.setattr(threads, "busy_elsewhere", lambda: 5)
+    assert threads.adaptive_threads(2) == 1  # never fewer than one
+    monkeypatch.setenv(threads.ADAPTIVE_ENV, "0")
+    assert threads.adaptive_threads(2) == 2
+
+
+def test_a_momentary_blip_is_not_load(monkeypatch):
+    looks = iter([1, 0])
+    monkeypatch.setattr(threads, "busy_elsewhere", lambda: next(looks))
+    monkeypatch.setattr(threads, "default_threads", lambda: 2)
+    assert threads.adaptive_threads(2) == 2
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/loadavg"), reason="reads Linux's /proc")
+def test_a_spinning_process_is_seen():
+    spinner = subprocess.Popen([sys.executable, "-S", "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert max(threads.busy_elsewhere() for _ in range(5)) >= 1
+    finally:
+        spinner.kill()
+        spinner.wait()
