@@ -1,9 +1,10 @@
 """Float GEMM with packed weights and register tiles: C = clamp(A @ W.T + bias) for convolutions.
 
-The tile kernels are generated (kernels/fast/tiles.py) into a source file (kernels/fast/_generated,
-or the user's cache directory where the package is read-only) and imported from there, so Numba caches their machine code like any other kernel: the
-first run on a machine compiles them (a few seconds), later processes load them. Weights are
-packed into panels the first time a weight tensor is seen, and kept while the tensor lives.
+The tile kernels are generated (kernels/fast/tiles.py) into a source file, in kernels/fast/_generated
+or, where the package is read-only, the user's cache directory, and imported from there, so Numba
+caches their machine code like any other kernel: the first run on a machine compiles them (several
+seconds), later processes load them. Weights are packed into panels the first time a weight tensor
+is seen, and kept while the tensor lives.
 """
 
 from __future__ import annotations
