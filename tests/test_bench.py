@@ -1,5 +1,6 @@
 """npdeeplab bench: each engine alone in a fresh process, alternating over passes; best medians, ratios,
-the per-op table, and a parent process that never loads an engine."""
+the per-op table, a parent process that never loads an engine, and (--load) each engine again beside
+busy processes that are always reaped."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import textwrap
 import pytest
 
 from npdeeplab.cli import main
-from npdeeplab.tools.bench import ENGINES, NO_DELEGATES, REFERENCE, BenchError, benchmark
+from npdeeplab.tools import bench
+from npdeeplab.tools.bench import ENGINES, NO_DELEGATES, REFERENCE, SPINNER, BenchError, benchmark, busy_cores
 
 NUMBA, NUMPY = ENGINES["numba"], ENGINES["numpy"]
 ALL_ENGINES = [REFERENCE, NO_DELEGATES, NUMBA, NUMPY]
@@ -163,12 +165,140 @@ def test_a_hanging_engine_is_stopped(tmp_path):
         benchmark(model, engines=["numpy"], runs=1, passes=1, timeout_s=0.05)
 
 
+def gone(pid: int) -> bool:
+    """Whether no process (not even a zombie, unreaped) has this pid."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def spinners_left() -> list[int]:
+    """Busy-loop processes still under this one, where psutil is installed (else the pid checks stand alone)."""
+    try:
+        import psutil
+    except ImportError:
+        return []
+    children = psutil.Process().children(recursive=True)
+    return [child.pid for child in children if SPINNER in " ".join(_cmdline(child))]
+
+
+def _cmdline(process) -> list[str]:
+    try:
+        return process.cmdline()
+    except Exception:  # exited meanwhile
+        return []
+
+
+@pytest.fixture(scope="module")
+def loaded(seed_model_path):
+    """NumPy's engine under --load 1: 2 passes of 2 runs, each pass alone and beside one busy process."""
+    return benchmark(seed_model_path, runs=2, threads=1, passes=2, warmup=0, engines=["numpy"], load=1)
+
+
+def test_load_runs_each_engine_alone_and_loaded_in_alternating_order(loaded):
+    assert loaded.load == 1
+    assert loaded.order == [["numpy", "numpy+load"], ["numpy+load", "numpy"]]
+    assert loaded.method.endswith(", and again with 1 other process keeping a core busy")
+    alone, beside = loaded.processes[NUMPY], loaded.loaded_processes[NUMPY]
+    assert len(alone) == len(beside) == 2 and all(report.load_pids == [] for report in alone)
+    assert all(len(report.load_pids) == 1 for report in beside)
+    spinner_pids = [pid for report in beside for pid in report.load_pids]
+    child_pids = [report.pid for report in alone + beside]
+    assert len(set(spinner_pids + child_pids)) == 6 and os.getpid() not in spinner_pids + child_pids
+
+
+def test_load_reports_the_slowdown_from_best_medians(loaded):
+    unloaded = min(report.median_ms for report in loaded.processes[NUMPY])
+    medians = [report.median_ms for report in loaded.loaded_processes[NUMPY]]
+    assert loaded.medians_ms[NUMPY] == unloaded
+    assert loaded.loaded_medians_ms[NUMPY] == min(medians) > 0
+    assert loaded.loaded_spreads_ms[NUMPY] == (min(medians), max(medians))
+    assert loaded.slowdown(NUMPY) == loaded.slowdowns[NUMPY] == min(medians) / unloaded
+    assert loaded.slowdown(REFERENCE) is None
+    lines = loaded.to_text().splitlines()
+    table = lines[lines.index("under load, 1 other process keeping a core busy:") + 1 :]
+    header = "engine unloaded ms loaded ms loaded spread ms slowdown loaded vs LiteRT + XNNPACK"
+    assert table[0].split() == header.split()
+    assert table[1].startswith(NUMPY)
+    assert table[1].split()[-5:] == [
+        f"{unloaded:.1f}", f"{min(medians):.1f}", f"{min(medians):.1f}-{max(medians):.1f}",
+        f"{loaded.slowdown(NUMPY):.2f}x", "-",
+    ]
+    assert lines[-1] == "order of passes: numpy,numpy+load / numpy+load,numpy"
+
+
+def test_load_leaves_no_busy_process_behind(loaded):
+    assert all(gone(pid) for reports in loaded.loaded_processes.values() for r in reports for pid in r.load_pids)
+    assert spinners_left() == []
+
+
+def test_no_load_means_no_loaded_runs(result):
+    assert result.load == 0 and result.loaded_processes == {} and result.slowdowns == {}
+    assert "under load" not in result.to_text() and "busy" not in result.method
+
+
+def test_cli_load_json(seed_model_path, capsys):
+    argv = ["bench", str(seed_model_path), "--engines", "numpy", "--runs", "1", "--passes", "1", "--threads", "1"]
+    assert main([*argv, "--load", "2", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["load"] == 2 and data["order"] == [["numpy", "numpy+load"]]
+    assert data["method"].endswith(", and again with 2 other processes keeping 2 cores busy")
+    assert set(data["loaded_medians_ms"]) == set(data["slowdowns"]) == {NUMPY}
+    assert data["slowdowns"][NUMPY] == data["loaded_medians_ms"][NUMPY] / data["medians_ms"][NUMPY]
+    pids = data["loaded_processes"][NUMPY][0]["load_pids"]
+    assert len(pids) == 2 and all(gone(pid) for pid in pids)
+
+
+def test_busy_cores_are_busy_then_reaped_even_on_keyboard_interrupt():
+    with pytest.raises(KeyboardInterrupt), busy_cores(2, spin_up_s=0.05) as pids:
+        assert len(pids) == 2 and not any(gone(pid) for pid in pids)
+        raise KeyboardInterrupt
+    assert all(gone(pid) for pid in pids)
+
+
+@pytest.mark.parametrize("failure", [BenchError("bench: it did not finish in time; it was stopped"),
+                                     KeyboardInterrupt()])
+def test_busy_cores_are_reaped_when_the_loaded_engine_fails(seed_model_path, monkeypatch, failure):
+    """The engine's loaded run times out or is interrupted (here: a stand-in for its process that raises
+    once the load is running); the busy processes are stopped and reaped all the same."""
+    started = []
+    real_busy_cores, real_run = bench.busy_cores, bench.run_engine_process
+
+    @bench.contextmanager
+    def recording(count, spin_up_s=bench.SPIN_UP_S):
+        with real_busy_cores(count, spin_up_s) as pids:
+            started.extend(pids)
+            yield pids
+
+    def run_engine_process(*args, **kwargs):
+        if not started:  # the unloaded run, first in the first pass
+            return real_run(*args, **kwargs)
+        assert not gone(started[0])  # the loaded run: its busy process is there
+        raise failure
+
+    monkeypatch.setattr(bench, "busy_cores", recording)
+    monkeypatch.setattr(bench, "run_engine_process", run_engine_process)
+    with pytest.raises(type(failure)):
+        benchmark(seed_model_path, engines=["numpy"], runs=1, threads=1, passes=1, warmup=0, load=1)
+    assert len(started) == 1 and gone(started[0])
+    assert spinners_left() == []
+
+
 @pytest.mark.parametrize("option", ["--runs", "--threads", "--top", "--passes"])
 def test_cli_refuses_counts_below_one(option, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["bench", "model.tflite", option, "0"])
     assert exit_info.value.code == 2
     assert f"argument {option}: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_negative_load(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "model.tflite", "--load", "-1"])
+    assert exit_info.value.code == 2
+    assert "argument --load: must be at least 0, got -1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("engines", ["numba,cuda", ","])

@@ -1,5 +1,6 @@
-"""`npdeeplab bench [MODEL] [--runs N] [--passes P] [--engines LIST] [--threads T]`: npdeeplab against LiteRT,
-each engine alone in a fresh process."""
+"""`npdeeplab bench [MODEL] [--runs N] [--passes P] [--engines LIST] [--threads T] [--load N]`: npdeeplab
+against LiteRT, each engine alone in a fresh process; with --load N, also each engine while N other
+processes keep N cores busy, and how much that slows each one down."""
 
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "bench",
         help="time npdeeplab (Numba, NumPy) against LiteRT (XNNPACK, no delegates)",
         description="Time npdeeplab and LiteRT, each engine alone in a fresh process, alternating over "
-        "several passes: best median per engine, the spread of its medians, ratios, a per-op breakdown.",
+        "several passes: best median per engine, the spread of its medians, ratios, a per-op breakdown. "
+        "With --load N, every pass runs each engine twice, back to back: alone, and while N other processes "
+        "(pure busy loops) keep N cores busy; a second table gives each engine's best median unloaded and "
+        "loaded and its slowdown (loaded / unloaded), so the engines' slowdowns under the same load compare "
+        "within one run.",
     )
     parser.add_argument("model", nargs="?", default=DEFAULT_MODEL, help="registry name or .tflite path")
     parser.add_argument("--runs", type=positive_int, default=20, help="timed runs per engine and pass (default 20)")
@@ -31,6 +36,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--threads", type=positive_int, default=None, help="threads for every engine (default: all cores)"
+    )
+    parser.add_argument(
+        "--load",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="also time each engine in every pass while N other processes keep N cores busy (a pure busy "
+        "loop each, started before the engine's process and stopped when it ends), and report each "
+        "engine's slowdown under that load (default 0: no loaded runs)",
     )
     parser.add_argument("--top", type=positive_int, default=10, help="ops to list in the per-op breakdown")
     parser.add_argument(
@@ -48,6 +62,13 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
     return value
 
 
@@ -70,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         engines=args.engines,
         timeout_s=args.timeout,
         numerics=args.numerics,
+        load=args.load,
         progress=print_progress if sys.stderr.isatty() else None,
     )
     if args.json:

@@ -6,6 +6,17 @@ For each pass it starts one child process per engine (`python -m npdeeplab.tools
 KEY ...`, the hidden entry point at the bottom of this module), reversing the order on odd passes so
 no engine always runs right after another. A child loads only its engine, warms it up, times the
 invokes and prints one JSON line; the parent keeps each engine's best (lowest) median.
+
+Under contention (`load` N > 0, `npdeeplab bench --load N`): a phone or a laptop seldom gives one
+model all its cores, and engines differ in how they suffer when they have fewer than the threads
+they were given. So with a load every engine runs twice in each pass, back to back: once alone and
+once while N other processes (`busy_cores`: each `python -c "while True: pass"`, a pure busy loop)
+keep N cores busy. The spinners start before the engine's process, get SPIN_UP_S to get going,
+and are stopped and reaped when it ends, however it ends (result, error, timeout, Ctrl-C). The
+odd passes reverse the whole sequence, so the loaded run comes second on even passes and first
+on odd ones. The unloaded figures are those a run without a load gives; the result adds each
+engine's best loaded median and its slowdown, loaded / unloaded best median, from the same run:
+e.g. Numba's slowdown beside XNNPACK's under the same load, on the same machine, in the same minutes.
 """
 
 from __future__ import annotations
@@ -21,7 +32,8 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +54,9 @@ ENGINES = {  # key (as `--engines` takes it) -> label
 LITERT_ENGINES = ("xnnpack", "litert")
 DEFAULT_TIMEOUT_S = 600.0  # per child process; the first Numba run on a machine compiles for ~20 s
 ENGINE_MODULES = ("ai_edge_litert", "numba", "npdeeplab.kernels.fast")  # what a child reports having loaded
+SPINNER = "while True: pass"  # what each process of a load runs
+SPIN_UP_S = 0.3  # how long a load's processes get to get going before the engine's process starts
+LOADED = "+load"  # suffix of an engine key in BenchResult.order for its run under the load
 
 
 class BenchError(NpDeepLabError):
@@ -66,6 +81,7 @@ class ChildReport:
     engine_modules: list[str]  # which of ENGINE_MODULES this process had imported
     op_times_ms: list[tuple[int, str, float]] = field(default_factory=list)  # npdeeplab engines only
     op_macs: dict[int, int] = field(default_factory=dict)  # op index -> multiply-adds per inference
+    load_pids: list[int] = field(default_factory=list)  # the processes keeping cores busy while this one ran
 
 
 @dataclass
@@ -75,6 +91,7 @@ class BenchResult:
     threads: int
     passes: int
     warmup: int
+    load: int  # other processes keeping cores busy in each engine's loaded runs; 0: no loaded runs
     method: str
     machine: str
     order: list[list[str]]  # engine keys, in the order each pass ran them
@@ -85,12 +102,20 @@ class BenchResult:
     op_times_ms: dict[str, list[tuple[int, str, float]]]  # npdeeplab engine label -> per-op rows of its best pass
     op_macs: dict[int, int]
     blas: dict[str, Any]
+    loaded_processes: dict[str, list[ChildReport]]  # engine label -> one report per pass, run under the load
+    loaded_medians_ms: dict[str, float]  # engine label -> best median under the load
+    loaded_spreads_ms: dict[str, tuple[float, float]]  # engine label -> (lowest, highest) median under the load
+    slowdowns: dict[str, float]  # engine label -> best median under the load / best median alone
     notes: list[str] = field(default_factory=list)
 
     def ratio(self, engine: str, against: str) -> float | None:
         if engine not in self.medians_ms or against not in self.medians_ms:
             return None
         return self.medians_ms[engine] / self.medians_ms[against]
+
+    def slowdown(self, engine: str) -> float | None:
+        """How many times slower the engine's best median was under the load than alone (None: no load)."""
+        return self.slowdowns.get(engine)
 
     def to_text(self, top: int = 10) -> str:
         lines = [
@@ -100,6 +125,8 @@ class BenchResult:
             "",
             *self._engine_table(),
         ]
+        if self.load:
+            lines += ["", f"under load, {load_description(self.load)}:", *self._load_table()]
         for engine, rows in self.op_times_ms.items():
             lines += ["", f"top ops by time, {engine} (its best pass):", *op_table(rows, self.op_macs, top)]
         lines += ["", "order of passes: " + " / ".join(",".join(keys) for keys in self.order)]
@@ -120,6 +147,22 @@ class BenchResult:
             )
         return lines
 
+    def _load_table(self) -> list[str]:
+        against = "loaded vs " + REFERENCE
+        lines = [
+            f"{'engine':<22}  {'unloaded ms':>11}  {'loaded ms':>9}  {'loaded spread ms':>16}  {'slowdown':>8}  "
+            f"{against:>26}"
+        ]
+        reference = self.loaded_medians_ms.get(REFERENCE)
+        for engine, ms in self.loaded_medians_ms.items():
+            low, high = self.loaded_spreads_ms[engine]
+            ratio = _ratio_text(ms / reference if reference else None)
+            lines.append(
+                f"{engine:<22}  {self.medians_ms[engine]:>11.1f}  {ms:>9.1f}  {f'{low:.1f}-{high:.1f}':>16}  "
+                f"{_ratio_text(self.slowdown(engine)):>8}  {ratio:>26}"
+            )
+        return lines
+
 
 def machine_description() -> str:
     return (
@@ -128,12 +171,20 @@ def machine_description() -> str:
     )
 
 
-def method_description(passes: int, runs: int, warmup: int) -> str:
+def method_description(passes: int, runs: int, warmup: int, load: int = 0) -> str:
     passes_text = "1 pass" if passes == 1 else f"{passes} passes alternating"
-    return (
+    text = (
         f"each engine alone in a fresh process, {passes_text}, "
         f"best median of {runs} runs (after {warmup} warm-up runs)"
     )
+    return text + (f", and again with {load_description(load)}" if load else "")
+
+
+def load_description(load: int) -> str:
+    """E.g. "1 other process keeping a core busy"."""
+    if load == 1:
+        return "1 other process keeping a core busy"
+    return f"{load} other processes keeping {load} cores busy"
 
 
 def blas_text(blas: dict[str, Any]) -> str:
@@ -176,33 +227,89 @@ def benchmark(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     progress: Callable[[str], None] | None = None,
     numerics: str = "reference",
+    load: int = 0,
 ) -> BenchResult:
     """Time each engine (keys of ENGINES; default all) alone in a fresh process, alternating over passes;
-    npdeeplab's engines under numerics (npdeeplab.runtime.numerics)."""
+    npdeeplab's engines under numerics (npdeeplab.runtime.numerics). With load N > 0, each engine also
+    runs once per pass while N other processes keep N cores busy (see the module docstring)."""
+    if load < 0:
+        raise ValueError(f"load must be at least 0, got {load}")
     keys = engine_keys(engines)
     threads = threads or default_threads()
     processes: dict[str, list[ChildReport]] = {}
+    loaded_processes: dict[str, list[ChildReport]] = {}
     order: list[list[str]] = []
     with tempfile.TemporaryDirectory(prefix="npdeeplab-bench-") as scratch:
         wanted = any(key in LITERT_ENGINES for key in keys)
         litert_path, notes = litert_model(model_path, Path(scratch)) if wanted else (model_path, [])
         for pass_index in range(passes):
-            ran = []
-            for key in keys if pass_index % 2 == 0 else keys[::-1]:
+            sequence = [(key, loaded) for key in keys for loaded in ([False, True] if load else [False])]
+            ran: list[str] = []
+            unavailable: set[str] = set()
+            for key, loaded in sequence if pass_index % 2 == 0 else sequence[::-1]:
+                if key in unavailable:
+                    continue
                 if progress:
-                    progress(f"pass {pass_index + 1}/{passes}: {ENGINES[key]}")
+                    under = f", with {load_description(load)}" if loaded else ""
+                    progress(f"pass {pass_index + 1}/{passes}: {ENGINES[key]}{under}")
                 path = litert_path if key in LITERT_ENGINES else model_path
-                report = run_engine_process(key, path, runs, threads, warmup, timeout_s, numerics)
+                with busy_cores(load if loaded else 0) as load_pids:
+                    report = run_engine_process(key, path, runs, threads, warmup, timeout_s, numerics)
                 if "unavailable" in report:
                     notes.append(f"{ENGINES[key]} skipped: {report['unavailable']}")
+                    unavailable.add(key)
                     continue
-                processes.setdefault(ENGINES[key], []).append(child_report(report))
-                ran.append(key)
-            keys = [key for key in keys if key in ran]  # an unavailable engine is tried once
+                reports = loaded_processes if loaded else processes
+                reports.setdefault(ENGINES[key], []).append(child_report({**report, "load_pids": load_pids}))
+                ran.append(key + LOADED if loaded else key)
+            keys = [key for key in keys if key not in unavailable]  # an unavailable engine is tried once
             order.append(ran)
     if numerics != "reference" and any(key not in LITERT_ENGINES for key in keys):
         notes.append(f"npdeeplab's engines ran {numerics} numerics")
-    return summarize(str(model_path), runs, threads, passes, warmup, order, processes, notes)
+    return summarize(
+        str(model_path), runs, threads, passes, warmup, order, processes, notes, load, loaded_processes
+    )
+
+
+@contextmanager
+def busy_cores(count: int, spin_up_s: float = SPIN_UP_S) -> Iterator[list[int]]:
+    """For the length of the with block, `count` other processes each keep a core busy (a pure busy loop,
+    SPINNER); yields their pids. They are started, given spin_up_s to get going, and on leaving the
+    block, however it is left (an error, a timeout, KeyboardInterrupt), killed and reaped. Their stdin,
+    stdout and stderr are /dev/null: they share no pipe with anyone, so nothing of theirs can block."""
+    spinners: list[subprocess.Popen] = []
+    try:
+        for _ in range(count):
+            spinners.append(
+                subprocess.Popen(
+                    [sys.executable, "-S", "-c", SPINNER],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    close_fds=True,
+                )
+            )
+        if spinners:
+            time.sleep(spin_up_s)
+        yield [spinner.pid for spinner in spinners]
+    finally:
+        stop_processes(spinners)
+
+
+def stop_processes(processes: Sequence[subprocess.Popen]) -> None:
+    """Kill (SIGKILL: a busy loop cannot ignore it) and reap every process; a Ctrl-C meanwhile waits its turn."""
+    interrupted = False
+    for process in processes:
+        process.kill()
+    for process in processes:
+        while True:
+            try:
+                process.wait()
+                break
+            except KeyboardInterrupt:
+                interrupted = True
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 def litert_model(model_path: str | Path, scratch: Path) -> tuple[str | Path, list[str]]:
@@ -282,10 +389,15 @@ def summarize(
     order: list[list[str]],
     processes: dict[str, list[ChildReport]],
     notes: list[str],
+    load: int = 0,
+    loaded_processes: dict[str, list[ChildReport]] | None = None,
 ) -> BenchResult:
-    """Best median per engine, the spread of its medians, and the per-op rows of its best pass."""
+    """Best median per engine, the spread of its medians, and the per-op rows of its best pass; under a
+    load, also the best median and spread of its loaded runs, and its slowdown."""
+    loaded_processes = loaded_processes or {}
     best = {engine: min(reports, key=lambda r: r.median_ms) for engine, reports in processes.items()}
     medians = {engine: [report.median_ms for report in reports] for engine, reports in processes.items()}
+    loaded = {engine: [report.median_ms for report in reports] for engine, reports in loaded_processes.items()}
     op_macs = next((r.op_macs for r in best.values() if r.op_macs), {})
     return BenchResult(
         model=model,
@@ -293,7 +405,8 @@ def summarize(
         threads=threads,
         passes=passes,
         warmup=warmup,
-        method=method_description(passes, runs, warmup),
+        load=load,
+        method=method_description(passes, runs, warmup, load),
         machine=machine_description(),
         order=order,
         processes=processes,
@@ -303,6 +416,10 @@ def summarize(
         op_times_ms={engine: report.op_times_ms for engine, report in best.items() if report.op_times_ms},
         op_macs=op_macs,
         blas=blas_of(processes),
+        loaded_processes=loaded_processes,
+        loaded_medians_ms={engine: min(values) for engine, values in loaded.items()},
+        loaded_spreads_ms={engine: (min(values), max(values)) for engine, values in loaded.items()},
+        slowdowns={engine: min(values) / best[engine].median_ms for engine, values in loaded.items()},
         notes=notes,
     )
 
