@@ -17,7 +17,8 @@ from importlib import metadata
 
 from npdeeplab.errors import NpDeepLabError
 
-COMMANDS = ("segment", "inspect", "trace", "compare", "extract", "bench", "report", "quant-diff", "explain")
+COMMANDS = ("segment", "inspect", "trace", "compare", "extract", "bench", "report", "quant-diff", "explain",
+            "evaluate")
 BROKEN_PIPE_STATUS = 128 + 13  # what a shell reports for a process killed by SIGPIPE
 
 

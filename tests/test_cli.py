@@ -51,7 +51,7 @@ def test_segment_a_directory_and_files_as_json(image_path, tmp_path, capsys):
     code = main(["segment", str(folder), str(image_path("bird_segmentation.bmp")), "-o", str(tmp_path / "masks"),
                  "--overlay", str(tmp_path / "overlays"), "--json"])
     assert code == 0
-    reports = json.loads(capsys.readouterr().out)
+    reports = json.loads(capsys.readouterr().out)["images"]
     assert [Path(r["image"]).name for r in reports] == ["astronaut.png", "chelsea.png", "bird_segmentation.bmp"]
     for report in reports:
         labels = np.asarray(Image.open(report["mask"]))

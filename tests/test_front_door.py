@@ -153,7 +153,7 @@ def test_keep_going_writes_what_works_and_lists_what_failed(image_path, tmp_path
 def test_keep_going_json_lists_failures(image_path, tmp_path, capsys):
     folder = image_folder(tmp_path, image_path)
     assert main(["segment", str(folder), "-o", str(tmp_path / "masks"), "--keep-going", "--json"]) == 1
-    reports = json.loads(capsys.readouterr().out)
+    reports = json.loads(capsys.readouterr().out)["images"]
     assert [Path(r["image"]).name for r in reports] == ["astronaut.png", "broken.png", "chelsea.png"]
     assert "error" in reports[1] and "mask" not in reports[1] and Path(reports[0]["mask"]).is_file()
 

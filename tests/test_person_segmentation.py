@@ -407,7 +407,7 @@ def test_cli_threshold_json_and_composite_folder(tmp_path, image_path, capsys):
     code = main(["segment", *images, "--model", str(model), "-o", str(tmp_path / "masks"), "--threshold", "0.6",
                  "--composite", str(tmp_path / "comps"), "--background", "#00ff00", "--json"])
     assert code == 0
-    reports = json.loads(capsys.readouterr().out)
+    reports = json.loads(capsys.readouterr().out)["images"]
     for report in reports:
         mask = np.asarray(Image.open(report["mask"]))
         assert set(np.unique(mask)) <= {0, 255}
@@ -480,7 +480,7 @@ def test_cli_reads_a_resized_bodypix_output(tmp_path, astronaut, capsys):
     code = main(["segment", str(astronaut), "--model", str(model), "--input-size", "65x65",
                  "--output-name", "float_segments", "--input-range", "0,1", "-o", str(tmp_path / "m.png"), "--json"])
     assert code == 0
-    (report,) = json.loads(capsys.readouterr().out)
+    (report,) = json.loads(capsys.readouterr().out)["images"]
     assert "read as a logit" in report["reading"] and report["foreground"]["name"] == "foreground"
     assert Image.open(tmp_path / "m.png").mode == "L"
 

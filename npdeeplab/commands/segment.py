@@ -1,9 +1,11 @@
 """`npdeeplab segment IMAGE_OR_DIR... [--model NAME|PATH] [-o OUT] [--overlay PATH] [--json] [--keep-going]`,
-and for person models `[--threshold T] [--background blur|COLOR|IMAGE] [--composite PATH] [--animate OUT.gif]`."""
+for person models `[--threshold T] [--background blur|COLOR|IMAGE] [--composite PATH] [--animate OUT.gif]`,
+and for whole datasets `[--workers N] [--dask ADDRESS|local:N] [--resume] [--summary FILE.json]`."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass
@@ -13,13 +15,19 @@ from PIL import Image
 from tqdm import tqdm
 
 from npdeeplab.commands import add_numerics_option
+from npdeeplab.dataset.options import add_scale_options, where_to_run
+from npdeeplab.dataset.runner import run_ordered
+from npdeeplab.dataset.sources import FileBytes, read_source
+from npdeeplab.dataset.summary import DatasetSummary, written
+from npdeeplab.dataset.tasks import SegmentTask
 from npdeeplab.errors import ImageError, InputError
-from npdeeplab.segmentation import SegmentationResult, load_segmenter, segment
+from npdeeplab.files import atomic_file
+from npdeeplab.segmentation import SegmentationResult, load_segmenter
 from npdeeplab.segmentation.animation import DEFAULT_FRAME_MS, Animation
 from npdeeplab.segmentation.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, FoundImage, find_images, load_image
 from npdeeplab.segmentation.matte import BLUR_RADIUS_PER_512, parse_background
 from npdeeplab.segmentation.palette import save_png
-from npdeeplab.zoo import DEFAULT_MODEL, OUTPUT_KINDS
+from npdeeplab.zoo import DEFAULT_MODEL, OUTPUT_KINDS, resolve_model
 
 PARTIAL_FAILURE = 1
 
@@ -48,7 +56,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--overlay", help="overlay PNG with a legend (one image) or directory (several)")
     parser.add_argument("--alpha", type=float, default=0.6, help="overlay opacity of class colours, 0..1 (0.6)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    parser.add_argument("--json", action="store_true",
+                        help='print one JSON document instead of the table: {"images": [one report per image], '
+                             '"summary": {images, failures, images/s, class areas over the dataset}}')
     parser.add_argument("--keep-going", action="store_true",
                         help="write every image that works, list the ones that fail, exit 1 if any did")
     parser.add_argument("--recursive", action="store_true",
@@ -81,6 +91,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "as one looping GIF; masks are then written only with -o")
     parser.add_argument("--frame-ms", metavar="MS", default=str(DEFAULT_FRAME_MS),
                         help=f"--animate: milliseconds per frame (default {DEFAULT_FRAME_MS})")
+    dataset = parser.add_argument_group("whole datasets")
+    dataset.add_argument("--resume", action="store_true",
+                         help="skip images whose outputs exist and read as whole PNGs (an interrupted run goes on "
+                              "where it stopped; a corrupt output is redone)")
+    dataset.add_argument("--summary", metavar="FILE.json",
+                         help="also write the run's summary (images, failures, skipped, images/s, class areas over "
+                              "the dataset) as JSON; it is printed on stderr for several images")
+    add_scale_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -184,39 +202,129 @@ def run(args: argparse.Namespace) -> int:
     if (spec.foreground or not spec.origin.startswith("from the registry")) and not args.json:
         cut = 0.5 if options.threshold is None else options.threshold
         print(f"npdeeplab: {spec.describe(cut)}; {spec.input_text}", file=sys.stderr)
-    animation = Animation(options.frame_ms) if animation_path is not None else None
-    reports, failures = [], []
-    progress = tqdm(jobs, desc="segmenting", unit="image", disable=None, file=sys.stderr)
-    for job in progress:
-        try:
-            result = segment(job.image.path, args.model, backend=args.backend, max_pixels=args.max_pixels,
-                             output_name=args.output_name, threshold=options.threshold, numerics=args.numerics,
-                             **options.reading())
-        except ImageError as error:
-            if not args.keep_going:
-                raise
-            failures.append((job.image.path, str(error)))
-            reports.append({"image": str(job.image.path), "error": str(error)})
-            continue
-        frame = write_outputs(job, result, args.alpha, options, animation is not None)
-        if animation is not None and frame is not None:
-            animation.add(frame)
-        reports.append(report(job, result, animation_path, len(animation) if animation else 0))
-        if not args.json:
-            tqdm.write(line(job, result, animation_path, len(animation) if animation else 0), file=sys.stdout)
-    if animation is not None and animation_path is not None and len(animation):
-        animation_path.parent.mkdir(parents=True, exist_ok=True)
-        animation.save(animation_path)
-        if not args.json:
-            print(f"{animation_path}  {len(animation)} frames, {options.frame_ms} ms each, looping", file=sys.stdout)
+    if args.resume and animation_path is not None:
+        raise InputError("--resume cannot go with --animate: the GIF needs every frame")
+    summary_path = _summary_destination(args.summary)
+    summary = DatasetSummary(spec.labels, images=len(jobs))
+    reports, failures = segment_all(args, jobs, options, animation_path, summary, spec.foreground)
+    summary.finish()
     if args.json:
-        print(json.dumps(reports, indent=2))
+        print(json.dumps({"images": reports, "summary": summary.to_dict()}, indent=2))
+    if len(jobs) > 1:
+        for text in summary.lines():
+            print(f"npdeeplab: {text}", file=sys.stderr)
+    if summary_path is not None:
+        with atomic_file(summary_path) as f:
+            f.write((json.dumps(summary.to_dict(), indent=2) + "\n").encode())
     if failures:
         print(f"npdeeplab: {len(failures)} of {len(jobs)} images failed:", file=sys.stderr)
         for path, reason in failures:
             print(f"  {path}: {reason}", file=sys.stderr)
         return PARTIAL_FAILURE
     return 0
+
+
+def segment_all(
+    args: argparse.Namespace, jobs: list[Job], options: Options, animation_path: Path | None, summary: DatasetSummary,
+    foreground: bool = False,
+) -> tuple[list[dict], list[tuple[Path, str]]]:
+    """Run every job (skipping those already written, with --resume) here, in a pool or on Dask, and
+    write the outputs here, in order, as they come back. Returns the reports and the failures."""
+    done = [args.resume and written([job.mask, job.overlay, job.composite]) for job in jobs]
+    todo = [job for job, skip in zip(jobs, done, strict=True) if not skip]
+    out = Outputs(args, options, animation_path, summary)
+    with where_to_run(args, len(todo)) as where:
+        summary.where = where.describe()
+        sources = (read_source(job.image.path, args.send_bytes) for job in todo)
+        results = run_ordered(segment_task(args, options), sources, workers=where.workers, client=where.client)
+        progress = tqdm(total=len(todo), desc="segmenting", unit="image", disable=None, file=sys.stderr)
+        try:
+            for job, skip in zip(jobs, done, strict=True):
+                if skip:
+                    out.skipped(job, foreground)
+                    continue
+                result = next(results)
+                progress.update()
+                if isinstance(result, Exception):
+                    out.failed(job, result)
+                else:
+                    out.write(job, result)
+        finally:
+            results.close()  # an error or an interrupt: the pool or the cluster's tasks stop here
+            progress.close()
+    out.save_animation()
+    return out.reports, out.failures
+
+
+@dataclass
+class Outputs:
+    """The outputs of a run, written in the images' order, and what is reported of each."""
+
+    args: argparse.Namespace
+    options: Options
+    animation_path: Path | None
+    summary: DatasetSummary
+
+    def __post_init__(self) -> None:
+        self.animation = Animation(self.options.frame_ms) if self.animation_path is not None else None
+        self.reports: list[dict] = []
+        self.failures: list[tuple[Path, str]] = []
+
+    def write(self, job: Job, result: SegmentationResult) -> None:
+        result = dataclasses.replace(result, model=str(self.args.model))  # not a worker's copy of the model
+        self.summary.segmented += 1
+        self.summary.add_labels(result.labels)
+        frame = write_outputs(job, result, self.args.alpha, self.options, self.animation is not None)
+        if self.animation is not None and frame is not None:
+            self.animation.add(frame)
+        frames = len(self.animation) if self.animation else 0
+        self.reports.append(report(job, result, self.animation_path, frames))
+        if not self.args.json:
+            tqdm.write(line(job, result, self.animation_path, frames), file=sys.stdout)
+
+    def failed(self, job: Job, error: Exception) -> None:
+        if not (self.args.keep_going and isinstance(error, ImageError)):
+            raise error
+        self.summary.failed += 1
+        self.failures.append((job.image.path, str(error)))
+        self.reports.append({"image": str(job.image.path), "error": str(error)})
+
+    def skipped(self, job: Job, foreground: bool) -> None:
+        self.summary.skipped += 1
+        if job.mask is not None and not foreground:  # a class model's mask holds its label map
+            self.summary.add_written_mask(job.mask)
+        self.reports.append({"image": str(job.image.path), **({"mask": str(job.mask)} if job.mask else {}),
+                             "skipped": "outputs already written"})
+        if not self.args.json:
+            tqdm.write(f"{job.image.name}  skipped: already written", file=sys.stdout)
+
+    def save_animation(self) -> None:
+        if self.animation is None or self.animation_path is None or not len(self.animation):
+            return
+        self.animation_path.parent.mkdir(parents=True, exist_ok=True)
+        self.animation.save(self.animation_path)
+        if not self.args.json:
+            print(f"{self.animation_path}  {len(self.animation)} frames, {self.options.frame_ms} ms each, looping",
+                  file=sys.stdout)
+
+
+def segment_task(args: argparse.Namespace, options: Options) -> SegmentTask:
+    """The per-image work, with the model as its name or path, or (--send-bytes) as its bytes."""
+    model: str | FileBytes = str(args.model)
+    if args.send_bytes:
+        path = resolve_model(args.model)
+        model = FileBytes(path.name, path.read_bytes())
+    return SegmentTask(model, args.backend, args.numerics, args.max_pixels, args.output_name,
+                       threshold=options.threshold, **options.reading())
+
+
+def _summary_destination(option: str | None) -> Path | None:
+    if option is None:
+        return None
+    path = Path(option)
+    if path.is_dir() or not path.parent.exists():
+        raise InputError(f"--summary {option!r}: give a file name in an existing directory")
+    return path
 
 
 def plan(args: argparse.Namespace, images: list[FoundImage], options: Options) -> list[Job]:
