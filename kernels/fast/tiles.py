@@ -54,7 +54,7 @@ def machine_tiles() -> MachineTiles:
 
     features = binding.get_host_cpu_features()
     if features.get("avx512f"):  # 32 zmm registers of 16 floats: 16 + 2 + 8 and 8 + 1 + 8
-        return MachineTiles("avx512", 16, Tile(8, 32), Tile(8, 16))
+        return MachineTiles("avx512", 16, Tile(4, 32), Tile(8, 16))
     if features.get("avx2") and features.get("fma"):  # 16 ymm registers of 8 floats: 8 + 2 + 4 and 8 + 1 + 1
         return MachineTiles("avx2", 8, Tile(4, 16), Tile(8, 8))
     if platform.machine().lower() in ("aarch64", "arm64"):  # 32 NEON registers of 4 floats: 16 + 4 + 4
@@ -138,7 +138,7 @@ def gemm_source(tile: Tile) -> str:
     ])
 
 
-def depthwise_source(lanes: int, pixels: int = 4) -> str:
+def depthwise_source(lanes: int, pixels: int = 1) -> str:
     """Python source of `depthwise3x3_<V>`: a 3x3 depthwise convolution (multiplier 1) of an input
     already padded with zeros (so every window lies inside it), for `blocks` blocks of V = `lanes`
     channels from channel `first`.
@@ -186,7 +186,6 @@ def depthwise_source(lanes: int, pixels: int = 4) -> str:
         *[f"        b_{j} = bias[c0 + {j}]" for j in range(lanes)],
         f"        for ox in range(0, grouped_end, {pixels}):",
         *pixel_block(pixels, "            "),
-        "        for ox in range(grouped_end, out_w):",
-        *pixel_block(1, "            "),
+        *(["        for ox in range(grouped_end, out_w):", *pixel_block(1, "            ")] if pixels > 1 else []),
         "",
     ])

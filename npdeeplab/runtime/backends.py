@@ -47,19 +47,21 @@ def numba_problem() -> str | None:
     return None
 
 
-_announced = False
+_announced: set[bool] = set()  # which warm-ups ran in this process
 
 
-def kernel_table(backend: str) -> dict[str, Callable]:
+def kernel_table(backend: str, quantized: bool = True) -> dict[str, Callable]:
+    """The kernels of a backend. For Numba, every kernel a model may call is compiled (or loaded from
+    the cache) first; quantized=False leaves the integer kernels out of that, for float models."""
     if backend == "numba":
         from npdeeplab.kernels.fast import NUMBA_KERNELS, needs_compiling, warm_up
 
         global _announced
-        if not _announced and needs_compiling():
+        if quantized not in _announced and needs_compiling(quantized):
             # Compile everything now, once per machine, rather than stall in the middle of a run.
             print("npdeeplab: compiling Numba kernels for this machine (once; they are cached)...", file=sys.stderr)
-            warm_up()
-        _announced = True
+            warm_up(quantized)
+        _announced.add(quantized)
         return {**NUMPY_KERNELS, **NUMBA_KERNELS, **custom_kernels(backend)}
     return {**NUMPY_KERNELS, **custom_kernels(backend)}
 

@@ -20,6 +20,7 @@ from npdeeplab.errors import InputError, ModelError, NotAllocatedError
 from npdeeplab.model.ir import Model, OpNode, Subgraph, TensorInfo
 from npdeeplab.model.loader import load_model
 from npdeeplab.ops import PreparedOp
+from npdeeplab.ops.base import QUANTIZED_DTYPES
 from npdeeplab.runtime.backends import kernel_table, out_kernels, resolve_backend
 from npdeeplab.runtime.fold import fold_float16_weights
 from npdeeplab.runtime.graph import prepare_graph
@@ -176,7 +177,8 @@ class Interpreter:
         self.num_threads = num_threads
         self.preserve_all_tensors = experimental_preserve_all_tensors
         self.numerics = resolve_numerics(numerics)
-        self._kernels = {**kernel_table(self.backend), **numerics_kernels(self.numerics)}
+        quantized = any(t.dtype in QUANTIZED_DTYPES and t.quantization is not None for t in self.model.main.tensors)
+        self._kernels = {**kernel_table(self.backend, quantized), **numerics_kernels(self.numerics)}
         self._runner = GraphRunner(
             self.model.main, self._kernels, out_kernels(self.backend), experimental_preserve_all_tensors, max_memory,
             self.numerics,
