@@ -52,7 +52,7 @@ ENGINES = {  # key (as `--engines` takes it) -> label
     "numpy": "npdeeplab, NumPy",
 }
 LITERT_ENGINES = ("xnnpack", "litert")
-DEFAULT_TIMEOUT_S = 600.0  # per child process; the first Numba run on a machine compiles for ~20 s
+DEFAULT_TIMEOUT_S = 600.0  # per child process; a first Numba run compiles for ~40 s (a quantized model: ~80)
 ENGINE_MODULES = ("ai_edge_litert", "numba", "npdeeplab.kernels.fast")  # what a child reports having loaded
 SPINNER = "while True: pass"  # what each process of a load runs
 SPIN_UP_S = 0.3  # how long a load's processes get to get going before the engine's process starts
