@@ -54,3 +54,6 @@ serial = functools.partial(njit, cache=True, fastmath=FASTMATH, nogil=True)
 parallel = functools.partial(njit, cache=True, fastmath=FASTMATH, nogil=True, parallel=True)
 contract_serial = functools.partial(njit, cache=True, fastmath=CONTRACT, nogil=True)
 contract_parallel = functools.partial(njit, cache=True, fastmath=CONTRACT, nogil=True, parallel=True)
+# Inlined into its caller by Numba: a GEMM tile called per 4 or 8 rows cost more in the call than in
+# its K loop when K is 8 to 16 (16641 x 8 x 48: 0.24 ms called, 0.07 ms inlined).
+contract_inline = functools.partial(njit, cache=True, fastmath=CONTRACT, nogil=True, inline="always")
