@@ -3,10 +3,10 @@
 Convolutions with a K x K window gather patches (im2col, in Numba) and multiply them with the
 register-tiled GEMM of kernels/fast/gemm.py; 1x1 stride-1 convolutions go straight to it.
 
-Depthwise convolutions accumulate taps in TFLite's reference order: 3x3 filters with finite
-weights run the register-tiled kernels of kernels/fast/tiles.py on a zero-padded copy of the
-input, in blocks of vector lanes of channels; the channels left over and other windows run NHWC
-loops with channels innermost.
+Depthwise convolutions accumulate taps in TFLite's reference order, skipping those outside the
+input: 3x3 filters run the register-tiled kernels of kernels/fast/tiles.py, in blocks of vector
+lanes of channels; the channels left over and other windows run NHWC loops with channels
+innermost.
 """
 
 from __future__ import annotations
@@ -50,30 +50,17 @@ def depthwise_conv2d(
     bias, low, high = _bias(b, cout), np.float32(p.act_min), np.float32(p.act_max)
     multiplier = cout // x.shape[3]
     done = 0
-    if w.shape[1:3] == (3, 3) and multiplier == 1 and reference.has_finite_filter(p, w):
-        padded = padded_input(x, win)
+    if w.shape[1:3] == (3, 3) and multiplier == 1:
+        x = np.ascontiguousarray(x)
         for lanes in depthwise_lanes(machine_tiles()):
             blocks = (cout - done) // lanes
             if blocks:
                 kernel = getattr(generated(), f"depthwise3x3_{lanes}")
-                kernel(padded, w[0], bias, low, high, out, win.stride_h, win.stride_w, win.dilation_h,
-                       win.dilation_w, done, blocks)
+                kernel(x, w[0], bias, low, high, out, *_window_args(win), done, blocks)
                 done += blocks * lanes
     if done < cout:
         _depthwise(x, w[0], bias, multiplier, *_window_args(win), low, high, out, done)
     return out
-
-
-def padded_input(x: np.ndarray, win: object) -> np.ndarray:
-    """x inside a zero border wide enough for every window: a scratch array per shape, whose border
-    is zeroed once, when it is made, and never written after."""
-    n, height, width, channels = x.shape
-    span_h = (win.out_h - 1) * win.stride_h + (win.filter_h - 1) * win.dilation_h + 1
-    span_w = (win.out_w - 1) * win.stride_w + (win.filter_w - 1) * win.dilation_w + 1
-    shape = (n, max(span_h, win.pad_top + height), max(span_w, win.pad_left + width), channels)
-    padded = scratch(shape, zeroed=True, tag=("padded", win.pad_top, win.pad_left, height, width))
-    padded[:, win.pad_top:win.pad_top + height, win.pad_left:win.pad_left + width] = x
-    return padded
 
 
 def _is_pointwise(win: object) -> bool:

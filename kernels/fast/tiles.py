@@ -139,54 +139,55 @@ def gemm_source(tile: Tile) -> str:
     ])
 
 
-def depthwise_source(lanes: int, pixels: int = 1) -> str:
-    """Python source of `depthwise3x3_<V>`: a 3x3 depthwise convolution (multiplier 1) of an input
-    already padded with zeros (so every window lies inside it), for `blocks` blocks of V = `lanes`
-    channels from channel `first`.
+def depthwise_source(lanes: int) -> str:
+    """Python source of `depthwise3x3_<V>`: a 3x3 depthwise convolution (multiplier 1) for `blocks`
+    blocks of V = `lanes` channels from channel `first`.
 
     Each task is one output row and one channel block: its 9 x V weights and V biases are loaded
     into named locals (registers, once SLP packs them) before the loop over the row's pixels, so the
-    loop reads only inputs. The loop takes `pixels` neighbouring pixels at a time: each pixel's sum
-    is a chain of 9 dependent FMAs, and only independent chains side by side keep the FMA units
-    busy. The sum runs over the taps in (ky, kx) order from zero, then adds the bias, as TFLite's
-    reference kernel does; a tap on the padding adds x 0, which is exact for finite weights.
+    loop reads only inputs. A pixel whose window lies inside the input takes all 9 taps unchecked;
+    a border pixel takes the taps that land inside, each behind one test for the whole block. The
+    sum runs over the taps in (ky, kx) order from zero, then adds the bias, and taps outside the
+    input are skipped, as in TFLite's reference kernel.
 
     The arrays are C-contiguous and read and written through flat views at unsigned offsets: a
     signed index costs a wrap-around check per element, and LLVM then builds the lanes' addresses
     one by one instead of issuing one vector load.
     """
     taps = [(ky, kx) for ky in range(3) for kx in range(3)]
+    lanes_ = range(lanes)
 
-    def pixel_block(count: int, indent: str) -> list[str]:
-        lines = [f"{indent}s_{q}_{j} = np.float32(0)" for q in range(count) for j in range(lanes)]
-        for ky, kx in taps:
-            lines.append(f"{indent}y = top + {ky} * dh")
-            for q in range(count):
-                lines.append(f"{indent}at = np.uint64(((b * height + y) * width + (ox + {q}) * sw + {kx} * dw)"
-                             " * channels + c0)")
-                lines += [f"{indent}s_{q}_{j} += flat_x[at + np.uint64({j})] * w_{ky}{kx}_{j}" for j in range(lanes)]
-        for q in range(count):
-            lines.append(f"{indent}at = np.uint64(((b * out_h + oy) * out_w + ox + {q}) * channels + c0)")
-            lines += [f"{indent}flat_out[at + np.uint64({j})] = clamp(s_{q}_{j} + b_{j}, low, high)"
-                      for j in range(lanes)]
-        return lines
+    def tap(ky: int, kx: int, indent: str) -> list[str]:
+        return [f"{indent}at = np.uint64(((b * height + top + {ky} * dh) * width + left + {kx} * dw) * channels + c0)",
+                *[f"{indent}s_{j} += flat_x[at + np.uint64({j})] * w_{ky}{kx}_{j}" for j in lanes_]]
 
+    inside, border = [], []
+    for ky, kx in taps:
+        inside += tap(ky, kx, "                ")
+        border.append(f"                if 0 <= top + {ky} * dh < height and 0 <= left + {kx} * dw < width:")
+        border += tap(ky, kx, "                    ")
     return "\n".join([
-        f"def depthwise3x3_{lanes}(x, w, bias, low, high, out, sh, sw, dh, dw, first, blocks):",
-        f'    """out[..., first:first + blocks*{lanes}] of the padded input x (NHWC)."""',
+        f"def depthwise3x3_{lanes}(x, w, bias, low, high, out, sh, sw, dh, dw, pad_top, pad_left, first, blocks):",
+        f'    """out[..., first:first + blocks*{lanes}] of the 3x3 depthwise convolution of x (NHWC)."""',
         "    n, height, width, channels = x.shape",
         "    out_h, out_w = out.shape[1], out.shape[2]",
         "    flat_x, flat_out = x.reshape(x.size), out.reshape(out.size)",
-        f"    grouped_end = out_w // {pixels} * {pixels}",
         "    for task in prange(n * out_h * blocks):",
         "        b = task // (out_h * blocks)",
         "        oy = task // blocks % out_h",
         f"        c0 = first + task % blocks * {lanes}",
-        "        top = oy * sh",
-        *[f"        w_{ky}{kx}_{j} = w[{ky}, {kx}, c0 + {j}]" for ky, kx in taps for j in range(lanes)],
-        *[f"        b_{j} = bias[c0 + {j}]" for j in range(lanes)],
-        f"        for ox in range(0, grouped_end, {pixels}):",
-        *pixel_block(pixels, "            "),
-        *(["        for ox in range(grouped_end, out_w):", *pixel_block(1, "            ")] if pixels > 1 else []),
+        "        top = oy * sh - pad_top",
+        "        rows_inside = top >= 0 and top + 2 * dh < height",
+        *[f"        w_{ky}{kx}_{j} = w[{ky}, {kx}, c0 + {j}]" for ky, kx in taps for j in lanes_],
+        *[f"        b_{j} = bias[c0 + {j}]" for j in lanes_],
+        "        for ox in range(out_w):",
+        "            left = ox * sw - pad_left",
+        *[f"            s_{j} = np.float32(0)" for j in lanes_],
+        "            if rows_inside and left >= 0 and left + 2 * dw < width:",
+        *inside,
+        "            else:",
+        *border,
+        "            at = np.uint64(((b * out_h + oy) * out_w + ox) * channels + c0)",
+        *[f"            flat_out[at + np.uint64({j})] = clamp(s_{j} + b_{j}, low, high)" for j in lanes_],
         "",
     ])
