@@ -23,14 +23,12 @@ def output(out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype) -> n
     return out
 
 
-def scratch(shape: tuple[int, ...], zeroed: bool = False, tag: object = None) -> np.ndarray:
-    """A float32 work array, reused between calls with the same shape (and tag) on the same thread;
-    zeroed=True fills it with zeros when it is made (not on reuse)."""
+def scratch(shape: tuple[int, ...]) -> np.ndarray:
+    """A float32 work array, reused between calls with the same shape on the same thread."""
     arrays = _local.__dict__.setdefault("arrays", {})
-    key = (shape, tag)
-    if key not in arrays:
-        arrays[key] = (np.zeros if zeroed else np.empty)(shape, dtype=np.float32)
-    return arrays[key]
+    if shape not in arrays:
+        arrays[shape] = np.empty(shape, dtype=np.float32)
+    return arrays[shape]
 
 
 def zeros(size: int) -> np.ndarray:
