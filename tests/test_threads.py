@@ -12,6 +12,11 @@ import pytest
 from npdeeplab.runtime import threads
 
 
+@pytest.fixture(autouse=True)
+def look_every_time(monkeypatch):
+    monkeypatch.setattr(threads, "LOOK_EVERY_S", 0.0)
+
+
 def test_an_idle_machine_gets_every_thread_asked_for(monkeypatch):
     monkeypatch.setattr(threads, "busy_elsewhere", lambda: 0)
     monkeypatch.setattr(threads, "default_threads", lambda: 8)
@@ -45,3 +50,14 @@ def test_a_spinning_process_is_seen():
     finally:
         spinner.kill()
         spinner.wait()
+
+
+def test_the_run_queue_is_read_at_most_once_per_interval(monkeypatch):
+    looks = []
+    monkeypatch.setattr(threads, "LOOK_EVERY_S", 60.0)
+    monkeypatch.setattr(threads, "_last_look", (-1e9, 0))
+    monkeypatch.setattr(threads, "busy_elsewhere", lambda: looks.append(1) or 0)
+    monkeypatch.setattr(threads, "default_threads", lambda: 2)
+    for _ in range(5):
+        assert threads.adaptive_threads(2) == 2
+    assert len(looks) == 1

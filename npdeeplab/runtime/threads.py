@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -78,10 +79,22 @@ def adaptive_threads(requested: int) -> int:
     """
     if os.environ.get(ADAPTIVE_ENV, "1") == "0" or requested <= 1:
         return requested
-    busy = busy_elsewhere()
-    if busy:
-        busy = min(busy, busy_elsewhere())  # a second look: a kernel thread that ran for a moment is not load
-    return max(1, min(requested, default_threads() - busy))
+    return max(1, min(requested, default_threads() - _recent_busy()))
+
+
+LOOK_EVERY_S = 0.02  # a look at /proc costs ~85 us: at most one per 20 ms, not one per invoke
+_last_look = (float("-inf"), 0)  # (time.monotonic() of the last look, what it saw)
+
+
+def _recent_busy() -> int:
+    global _last_look
+    now = time.monotonic()
+    if now - _last_look[0] >= LOOK_EVERY_S:
+        busy = busy_elsewhere()
+        if busy:
+            busy = min(busy, busy_elsewhere())  # a second look: a kernel thread that ran for a moment is not load
+        _last_look = (now, busy)
+    return _last_look[1]
 
 
 def thread_limits(backend: str, num_threads: int | None) -> AbstractContextManager[Any]:
