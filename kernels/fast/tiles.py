@@ -10,15 +10,18 @@ memory instead: every FMA would load and store it.
 B is packed once per weight tensor into panels `[P, K, NR]` (output channels padded with zeros to
 a multiple of NR), so the K loop reads NR contiguous weights. The epilogue adds the bias, clamps to
 the fused activation and writes straight into C, which may be a strided view (a concatenation's
-slice). Rows past the last full tile run a one-row kernel; columns past the last output channel
-are computed (on zero weights) but not written.
+slice). Rows past the last full tile run a one-row kernel; the last panel of a layer whose
+channels are not a multiple of NR is computed into a scratch tile and its valid columns copied.
+The tile is inlined into the driver, from one call site: called, it cost more than its K loop
+when K is 8 to 16.
 
 Which tiles: two per machine, chosen by vector width — a wide one for many output channels and a
 narrow one for the thin layers (8 to 24 channels) where a wide panel would mostly multiply zeros.
-The register budget: MR * NR / VW accumulators + NR / VW weight vectors + the MR broadcasts.
+The register budget: MR * NR / VW accumulators + NR / VW weight vectors + a broadcast at a time.
 MR is a power of two: with MR = 6 or 12 (LLVM 22, Numba 0.68) the SLP vectoriser kept the
 accumulators as scalars and repacked them into vectors on every step of the K loop, 20x the
-instructions; the K loop of 8x32 is 8 broadcasts, 2 loads and 16 FMAs.
+instructions; the K loop of 4x32 is 4 broadcasts, 2 loads and 8 FMAs. (8x32 ran no faster and
+took 20 s to compile, against 6.)
 """
 
 from __future__ import annotations
@@ -53,11 +56,11 @@ def machine_tiles() -> MachineTiles:
     from llvmlite import binding
 
     features = binding.get_host_cpu_features()
-    if features.get("avx512f"):  # 32 zmm registers of 16 floats: 16 + 2 + 8 and 8 + 1 + 8
+    if features.get("avx512f"):  # 32 zmm of 16 floats; accumulators + weight vectors: 8 + 2, 8 + 1
         return MachineTiles("avx512", 16, Tile(4, 32), Tile(8, 16))
-    if features.get("avx2") and features.get("fma"):  # 16 ymm registers of 8 floats: 8 + 2 + 4 and 8 + 1 + 1
+    if features.get("avx2") and features.get("fma"):  # 16 ymm of 8 floats: 8 + 2, 8 + 1 (untested here)
         return MachineTiles("avx2", 8, Tile(4, 16), Tile(8, 8))
-    if platform.machine().lower() in ("aarch64", "arm64"):  # 32 NEON registers of 4 floats: 16 + 4 + 4
+    if platform.machine().lower() in ("aarch64", "arm64"):  # 32 NEON of 4 floats: 16 + 4, 16 + 2 (untested here)
         return MachineTiles("neon", 4, Tile(4, 16), Tile(8, 8))
     return MachineTiles("generic", 4, Tile(4, 8), Tile(4, 4))
 
