@@ -254,11 +254,8 @@ def conv_float(call: Call, index: tuple[int, ...]) -> tuple[list[Step], Number]:
     steps.append(Step("products and the running sum (float32, the kernel's order)", (head, *rows),
                       {"taps": products, "sum": total}))
     bias = np.float32(0 if b is None else b[oc])
-    biased = np.float32(total + bias)
-    steps.append(Step("bias", (f"{total:.9g} + {bias:.9g} = {biased:.9g}",), {"bias": bias, "biased": biased}))
-    value = float(clamp_float(biased, p.act_min, p.act_max))
-    steps.append(clamp_step(biased, p.act_min, p.act_max, value))
-    return steps, value
+    tail, value = bias_and_clamp_steps(total, bias, p.act_min, p.act_max)
+    return steps + tail, value
 
 
 def conv_channels(cin: int, w: np.ndarray, oc: int, depthwise: bool) -> tuple[list[tuple[Any, Any]], str]:
@@ -379,6 +376,14 @@ def output_steps(scaled: int, zero_point: int, low: int, high: int) -> list[Step
                                                                                   "offset": offset}),
             Step("activation clamp (quantized)", (f"clamp({offset}, {low}, {high}) = {value}",),
                  {"act_min": low, "act_max": high, "value": value})]
+
+
+def bias_and_clamp_steps(total: np.float32, bias: np.float32, low: float, high: float) -> tuple[list[Step], float]:
+    """The float kernels' last two steps: + bias in float32, then the fused activation's clamp."""
+    biased = np.float32(total + bias)
+    value = float(clamp_float(biased, low, high))
+    bias_step = Step("bias", (f"{total:.9g} + {bias:.9g} = {biased:.9g}",), {"bias": bias, "biased": biased})
+    return [bias_step, clamp_step(biased, low, high, value)], value
 
 
 def clamp_float(v: np.float32, low: float, high: float) -> np.float32:

@@ -18,8 +18,7 @@ from npdeeplab.tools.explain import (
     Explainer,
     Number,
     Step,
-    clamp_float,
-    clamp_step,
+    bias_and_clamp_steps,
     mbqm_steps,
     multiplier_step,
     output_steps,
@@ -61,11 +60,8 @@ def fully_connected_float(call: Call, index: tuple[int, ...]) -> tuple[list[Step
     steps = [first, Step("products and the running sum (float32, the kernel's order)", (head, *shown(rows)),
                          {"terms": terms, "sum": total})]
     bias = np.float32(0 if bias_tensor is None else bias_tensor.reshape(-1)[u])
-    biased = np.float32(total + bias)
-    steps.append(Step("bias", (f"{total:.9g} + {bias:.9g} = {biased:.9g}",), {"bias": bias, "biased": biased}))
-    value = float(clamp_float(biased, p.act_min, p.act_max))
-    steps.append(clamp_step(biased, p.act_min, p.act_max, value))
-    return steps, value
+    tail, value = bias_and_clamp_steps(total, bias, p.act_min, p.act_max)
+    return steps + tail, value
 
 
 def fully_connected_quantized(call: Call, index: tuple[int, ...]) -> tuple[list[Step], Number]:
@@ -146,11 +142,8 @@ def transpose_conv_float(call: Call, index: tuple[int, ...]) -> tuple[list[Step]
     steps = [first, Step("products and the running sum (float32, the scatter's order)", (head, *shown(rows)),
                          {"terms": terms, "sum": total})]
     bias = np.float32(0 if b is None else b.reshape(-1)[co])
-    biased = np.float32(total + bias)
-    steps.append(Step("bias", (f"{total:.9g} + {bias:.9g} = {biased:.9g}",), {"bias": bias, "biased": biased}))
-    value = float(clamp_float(biased, p.act_min, p.act_max))
-    steps.append(clamp_step(biased, p.act_min, p.act_max, value))
-    return steps, value
+    tail, value = bias_and_clamp_steps(total, bias, p.act_min, p.act_max)
+    return steps + tail, value
 
 
 def transpose_conv_quantized(call: Call, index: tuple[int, ...]) -> tuple[list[Step], Number]:
