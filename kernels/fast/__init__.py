@@ -160,7 +160,9 @@ def _tiles_need_compiling() -> bool:
 def _compile_tiles_beside() -> subprocess.Popen | None:
     """Compile the register tiles in a second process while this one compiles the rest: they are
     half of a first run's compiling, and Numba compiles on one core. Both write Numba's cache."""
-    if len(os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)) < 2:
+    from npdeeplab.runtime.threads import default_threads
+
+    if default_threads() < 2:
         return None
     command = [sys.executable, "-c", "from npdeeplab.kernels.fast import warm_up_tiles; warm_up_tiles()"]
     try:

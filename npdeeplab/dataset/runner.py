@@ -7,9 +7,10 @@ them exactly as a serial run would.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
+
+from npdeeplab.runtime.threads import default_threads as cores
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -21,10 +22,6 @@ class Task(Protocol):
     def setup(self) -> None: ...
 
     def __call__(self, item: Any) -> Any: ...
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def default_workers(images: int) -> int:
