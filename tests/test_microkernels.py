@@ -88,14 +88,15 @@ def conv_case(size: int, channels: int, stride: int, dilation: int, padding: str
     return ConvParams(window, 0.0, 6.0), floats(2, size, size, channels)
 
 
-@pytest.mark.parametrize("channels", [16, 17, 40, 72])
+@pytest.mark.parametrize("channels", [5, 16, 17, 40, 72])
 @pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), (1, 2), (1, 4)])
 @pytest.mark.parametrize("size, padding", [(9, "SAME"), (12, "VALID"), (3, "SAME")])
 def test_depthwise_register_kernel_matches_the_specification(
     channels: int, stride: int, dilation: int, size: int, padding: str
 ) -> None:
-    """Interior pixels in whole blocks of lanes (the register kernel), the channels left over and
-    the border (the generic loops), on inputs where the interior is large, thin or empty."""
+    """The register kernel's blocks of lanes, the last overlapping the one before (17, 40, 72
+    channels), and fewer channels than a vector (the loops), with border pixels, on inputs where the
+    interior is large, thin or empty."""
     if padding == "VALID" and 2 * dilation + 1 > size:
         pytest.skip("the window does not fit")
     p, x = conv_case(size, channels, stride, dilation, padding)

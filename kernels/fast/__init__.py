@@ -8,13 +8,9 @@ learns to write into the caller's buffer.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 
-import numba  # fail here, with ImportError, where Numba is missing
-import numpy as np
+import numba  # noqa: F401  (fail here, with ImportError, where Numba is missing)
 
 from npdeeplab.kernels import activation
 from npdeeplab.kernels.fast import (
@@ -27,7 +23,6 @@ from npdeeplab.kernels.fast import (
     reduce,
     resize,
     shape,
-    tiles,
     transpose_conv,
 )
 
@@ -64,111 +59,31 @@ FLOAT_MODULES = (conv, elementwise, pool, reduce, resize, rectifiers, fully_conn
 
 def jitted_functions(quantized: bool = True) -> list:
     """Every Numba dispatcher of this backend that Python calls (helpers inlined into them have
-    no cache entry of their own); the integer kernels' only with quantized=True."""
+    no cache entry of their own), the register tiles' included; the integer kernels' only with
+    quantized=True."""
+    from npdeeplab.kernels.fast.compiling import all_units, module_dispatchers
+
     modules = FLOAT_MODULES + (integer.MODULES if quantized else ())
-    return [
-        f
-        for m in modules
-        for f in vars(m).values()
-        if isinstance(f, numba.core.registry.CPUDispatcher) and f.targetoptions.get("inline", "never") == "never"
-    ]
+    tiles = [d for name, unit in all_units().items() if name.startswith(("gemm_", "depthwise3x3_"))
+             for d in unit.dispatchers()]
+    return [f for m in modules for f in module_dispatchers(m)] + tiles
 
 
-def needs_compiling(quantized: bool = True) -> bool:
+def needs_compiling() -> bool:
     """True when some kernel has no compiled copy in Numba's on-disk cache yet."""
-    try:
-        functions = jitted_functions(quantized) + generated_functions()
-        return not all(os.path.exists(f._cache._cache_file._index_path) for f in functions)
-    except AttributeError:  # a Numba whose cache internals moved: say nothing rather than guess
-        return False
+    from npdeeplab.kernels.fast.compiling import every_unit, uncached
+
+    return bool(uncached(every_unit()))
 
 
-def generated_functions() -> list:
-    """The register-tiled kernels' dispatchers (kernels/fast/tiles.py), which Python calls."""
-    from npdeeplab.kernels.fast.gemm import generated
+def warm_up() -> None:
+    """Compile (or load from the cache) every kernel of this backend, for every argument type the
+    engine passes, on two processes where there are two cores. A model needs only some: the
+    interpreter compiles those (npdeeplab.kernels.fast.compiling.units_for)."""
+    from npdeeplab.kernels.fast.compiling import compile_units, every_unit
 
-    return [f for name, f in vars(generated()).items()
-            if isinstance(f, numba.core.registry.CPUDispatcher) and name.startswith(("gemm_", "depthwise3x3_"))]
+    compile_units(every_unit())
 
-
-def warm_up(quantized: bool = True) -> None:
-    """Compile (or load from the cache) every kernel for the argument types the engine passes; the
-    integer kernels only with quantized=True (a float model never calls them, and they are most of
-    a first run's compiling).
-
-    Calling each kernel once on tiny, valid inputs gives the same type signatures as real runs,
-    so the first real inference never stops to compile.
-    """
-    from npdeeplab.kernels.activation import SoftmaxParams
-    from npdeeplab.kernels.conv import ConvParams
-    from npdeeplab.kernels.elementwise import BinaryParams
-    from npdeeplab.kernels.pool import PoolParams
-    from npdeeplab.kernels.reduce import ArgParams, ReduceParams
-    from npdeeplab.kernels.resize import ResizeParams
-    from npdeeplab.kernels.windows import Window
-
-    helper = _compile_tiles_beside() if _tiles_need_compiling() else None
-    x = np.ones((1, 3, 3, 2), dtype=np.float32)
-    window = Window(3, 3, 1, 1, 1, 1, 1, 1, 3, 3)
-    conv.conv2d(ConvParams(window, 0.0, 6.0), x, np.ones((2, 3, 3, 2), np.float32), np.ones(2, np.float32))
-    conv.conv2d(ConvParams(Window(1, 1, 1, 1, 1, 1, 0, 0, 3, 3), 0.0, 6.0), x, np.ones((2, 1, 1, 2), np.float32), None)
-    conv.depthwise_conv2d(ConvParams(window, 0.0, 6.0), x, np.ones((1, 3, 3, 2), np.float32), None)
-    pool.average_pool2d(PoolParams(window, 0.0, 6.0), x)
-    pool.max_pool2d(PoolParams(window, 0.0, 6.0), x)
-    resize.resize_bilinear(ResizeParams(5, 5, True, False), x)
-    resize.resize_nearest_neighbor(ResizeParams(5, 5, False, True), x)
-    elementwise.add(BinaryParams(0.0, 6.0), x, x)
-    elementwise.relu(None, x)
-    elementwise.softmax(SoftmaxParams(1.0), x)
-    reduce.mean(ReduceParams((1, 2), True), x)
-    for dtype in (np.int32, np.int64):
-        reduce.arg_max(ArgParams(3, np.dtype(dtype)), x)
-    fully_connected.warm_up()
-    transpose_conv.warm_up()
-    rectifiers.warm_up()
-    if quantized:
-        for module in integer.MODULES:
-            module.warm_up()
-    if helper is not None:
-        helper.wait()  # its compiled tiles are in the cache now (or, if it failed, they compile here)
-    warm_up_tiles()
-
-
-def warm_up_tiles() -> None:
-    """Compile (or load) the register-tiled kernels: both GEMM tiles, both depthwise lane widths."""
-    from npdeeplab.kernels.conv import ConvParams
-    from npdeeplab.kernels.windows import Window
-
-    machine = tiles.machine_tiles()
-    window = Window(3, 3, 1, 1, 1, 1, 1, 1, 3, 3)
-    lanes = machine.vector_floats
-    wide = np.ones((1, 3, 3, lanes + lanes // 2), dtype=np.float32)  # a whole vector and a half
-    conv.depthwise_conv2d(ConvParams(window, 0.0, 6.0), wide, wide, None)
-    x = np.ones((1, 3, 3, 2), dtype=np.float32)
-    for channels in (machine.wide.nr, machine.narrow.nr):
-        conv.conv2d(ConvParams(Window(1, 1, 1, 1, 1, 1, 0, 0, 3, 3), 0.0, 6.0), x,
-                    np.ones((channels, 1, 1, 2), np.float32), None)
-
-
-def _tiles_need_compiling() -> bool:
-    try:
-        return not all(os.path.exists(f._cache._cache_file._index_path) for f in generated_functions())
-    except AttributeError:
-        return False
-
-
-def _compile_tiles_beside() -> subprocess.Popen | None:
-    """Compile the register tiles in a second process while this one compiles the rest: they are
-    half of a first run's compiling, and Numba compiles on one core. Both write Numba's cache."""
-    from npdeeplab.runtime.threads import default_threads
-
-    if default_threads() < 2:
-        return None
-    command = [sys.executable, "-c", "from npdeeplab.kernels.fast import warm_up_tiles; warm_up_tiles()"]
-    try:
-        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    except OSError:
-        return None
 
 # Kernels that write into a caller's buffer when given `out=`.
 ACCEPTS_OUT = frozenset(

@@ -4,9 +4,9 @@ Convolutions with a K x K window gather patches (im2col, in Numba) and multiply 
 register-tiled GEMM of kernels/fast/gemm.py; 1x1 stride-1 convolutions go straight to it.
 
 Depthwise convolutions accumulate taps in TFLite's reference order, skipping those outside the
-input: 3x3 filters run the register-tiled kernels of kernels/fast/tiles.py, in blocks of vector
-lanes of channels; the channels left over and other windows run NHWC loops with channels
-innermost.
+input: 3x3 filters of at least a vector of channels run the register kernel of kernels/fast/tiles.py,
+in blocks of a vector's lanes (the last block overlapping the one before); other windows and
+multipliers, and narrower layers, run NHWC loops with channels innermost.
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ def conv2d(
     n, cout = x.shape[0], w.shape[0]
     rows = n * win.out_h * win.out_w
     out = output(out, (n, win.out_h, win.out_w, cout), np.float32)
-    if _is_pointwise(win):
+    if is_pointwise(win):
         a = np.ascontiguousarray(x).reshape(rows, -1)
     else:
         a = scratch((n, win.out_h, win.out_w, w.shape[1] * w.shape[2] * x.shape[3]))
-        _im2col(x, w.shape[1], w.shape[2], *_window_args(win), a)
+        _im2col(x, w.shape[1], w.shape[2], *window_args(win), a)
         a = a.reshape(rows, -1)
     gemm_bias_clamp(a, w, b, p.act_min, p.act_max, out.reshape(rows, cout))
     return out
@@ -48,26 +48,26 @@ def depthwise_conv2d(
     cout = w.shape[3]
     out = output(out, (x.shape[0], win.out_h, win.out_w, cout), np.float32)
     bias, low, high = _bias(b, cout), np.float32(p.act_min), np.float32(p.act_max)
-    multiplier = cout // x.shape[3]
-    done = 0
-    if w.shape[1:3] == (3, 3) and multiplier == 1:
-        x = np.ascontiguousarray(x)
-        for lanes in depthwise_lanes(machine_tiles()):
-            blocks = (cout - done) // lanes
-            if blocks:
-                kernel = getattr(generated(), f"depthwise3x3_{lanes}")
-                kernel(x, w[0], bias, low, high, out, *_window_args(win), done, blocks)
-                done += blocks * lanes
-    if done < cout:
-        _depthwise(x, w[0], bias, multiplier, *_window_args(win), low, high, out, done)
+    if uses_register_kernel(w.shape, x.shape[3]):
+        kernel = getattr(generated(), f"depthwise3x3_{depthwise_lanes(machine_tiles())}")
+        kernel(np.ascontiguousarray(x), w[0], bias, low, high, out, *window_args(win))
+    else:
+        _depthwise(x, w[0], bias, cout // x.shape[3], *window_args(win), low, high, out)
     return out
 
 
-def _is_pointwise(win: object) -> bool:
+def uses_register_kernel(filter_shape: tuple[int, ...], in_channels: int) -> bool:
+    """Whether a depthwise filter [1, KH, KW, Cout] runs the register kernel (3x3, multiplier 1, at
+    least a vector of channels) rather than the loops."""
+    _, kh, kw, cout = filter_shape
+    return (kh, kw) == (3, 3) and cout == in_channels and cout >= depthwise_lanes(machine_tiles())
+
+
+def is_pointwise(win: object) -> bool:
     return (win.filter_h, win.filter_w, win.stride_h, win.stride_w, win.pad_top, win.pad_left) == (1, 1, 1, 1, 0, 0)
 
 
-def _window_args(win: object) -> tuple[int, ...]:
+def window_args(win: object) -> tuple[int, ...]:
     return (win.stride_h, win.stride_w, win.dilation_h, win.dilation_w, win.pad_top, win.pad_left)
 
 
@@ -109,12 +109,12 @@ def _im2col(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, patches):  # noqa: ANN
 
 
 @parallel
-def _depthwise(x, w, bias, multiplier, sh, sw, dh, dw, pad_top, pad_left, low, high, out, first):  # noqa: ANN001, ANN202
-    """The output channels from `first` on (the register kernels wrote those below)."""
+def _depthwise(x, w, bias, multiplier, sh, sw, dh, dw, pad_top, pad_left, low, high, out):  # noqa: ANN001, ANN202
+    """Any window and multiplier (the register kernel takes 3x3 filters of a vector of channels or more)."""
     n, height, width, _ = x.shape
     kh, kw, cout = w.shape
     out_h, out_w = out.shape[1], out.shape[2]
-    three_by_three = kh == 3 and kw == 3 and multiplier == 1 and first == 0
+    three_by_three = kh == 3 and kw == 3 and multiplier == 1
     for row in prange(n * out_h):
         b, oy = row // out_h, row % out_h
         top = oy * sh - pad_top
@@ -125,7 +125,7 @@ def _depthwise(x, w, bias, multiplier, sh, sw, dh, dw, pad_top, pad_left, low, h
                 _depthwise_3x3_inside(x, w, b, top, left, dh, dw, acc)
             else:
                 _depthwise_taps(x, w, b, top, left, dh, dw, multiplier, acc)
-            for c in range(first, cout):
+            for c in range(cout):
                 out[b, oy, ox, c] = min(max(acc[c] + bias[c], low), high)
 
 

@@ -69,7 +69,7 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 def _load(tiles: MachineTiles) -> ModuleType:
     body = [gemm_source(tile) for tile in (tiles.wide, tiles.narrow)]
-    body += [depthwise_source(lanes) for lanes in depthwise_lanes(tiles)]
+    body.append(depthwise_source(depthwise_lanes(tiles)))
     for prefix, decorator in (("def tile_", "contract_inline"), ("def row_", "contract_serial"),
                               ("def gemm_", "contract_parallel"), ("def depthwise3x3_", "contract_parallel")):
         body = [source.replace(prefix, f"@{decorator}\n{prefix}") for source in body]

@@ -96,13 +96,16 @@ KERNELS: dict[str, Callable] = {"hard_swish": hard_swish, "leaky_relu": leaky_re
 ACCEPTS_OUT: frozenset[str] = frozenset(KERNELS)
 
 
-def warm_up() -> None:
-    """Compile (or load) this module's kernels for the argument types the engine passes."""
+def warm_up(kernels: tuple[str, ...] = tuple(KERNELS)) -> None:
+    """Compile (or load) these kernels for the argument types the engine passes."""
     x = np.ones((2, 3), dtype=np.float32)
-    hard_swish(None, x)
-    leaky_relu(LeakyReluParams(0.2), x)
-    constant = np.ones((2, 3), dtype=np.float32)
-    constant.flags.writeable = False  # a constant alpha: Numba types read-only arrays apart
-    for alpha in (x, constant):
-        prelu(None, x, alpha)
-        prelu(None, x, alpha[:1])
+    if "hard_swish" in kernels:
+        hard_swish(None, x)
+    if "leaky_relu" in kernels:
+        leaky_relu(LeakyReluParams(0.2), x)
+    if "prelu" in kernels:
+        constant = np.ones((2, 3), dtype=np.float32)
+        constant.flags.writeable = False  # a constant alpha: Numba types read-only arrays apart
+        for alpha in (x, constant):
+            prelu(None, x, alpha)
+            prelu(None, x, alpha[:1])

@@ -65,21 +65,25 @@ def machine_tiles() -> MachineTiles:
     return MachineTiles("generic", 4, Tile(4, 8), Tile(4, 4))
 
 
-def depthwise_lanes(tiles: MachineTiles) -> tuple[int, ...]:
-    """Channel blocks of the depthwise kernels: a whole vector, then half of one for what is left
-    (72 channels: 4 blocks of 16 and one of 8, on AVX-512)."""
-    return (tiles.vector_floats, tiles.vector_floats // 2) if tiles.vector_floats >= 8 else (tiles.vector_floats,)
+def depthwise_lanes(tiles: MachineTiles) -> int:
+    """Channels per block of the depthwise kernel: one vector register of floats."""
+    return tiles.vector_floats
 
 
-def panel_width(tiles: MachineTiles, channels: int) -> int:
-    """NR for a layer of `channels` outputs: the tile needing the fewest vector FMAs per row of A
-    (padded channels count), the wide one on a tie."""
+def tile_for(tiles: MachineTiles, channels: int) -> Tile:
+    """The tile for a layer of `channels` outputs: the one needing the fewest vector FMAs per row
+    of A (padded channels count), the wide one on a tie."""
 
     def vector_fmas(tile: Tile) -> int:
         panels = -(-channels // tile.nr)
         return panels * -(-tile.nr // tiles.vector_floats)
 
-    return min((tiles.wide, tiles.narrow), key=vector_fmas).nr
+    return min((tiles.wide, tiles.narrow), key=vector_fmas)
+
+
+def panel_width(tiles: MachineTiles, channels: int) -> int:
+    """NR, the width of the weight panels, for a layer of `channels` outputs."""
+    return tile_for(tiles, channels).nr
 
 
 def gemm_source(tile: Tile) -> str:
@@ -143,8 +147,10 @@ def gemm_source(tile: Tile) -> str:
 
 
 def depthwise_source(lanes: int) -> str:
-    """Python source of `depthwise3x3_<V>`: a 3x3 depthwise convolution (multiplier 1) for `blocks`
-    blocks of V = `lanes` channels from channel `first`.
+    """Python source of `depthwise3x3_<V>`: a 3x3 depthwise convolution (multiplier 1) of at least
+    V = `lanes` channels, in blocks of V; when V does not divide the channels the last block is the
+    last V channels, overlapping the one before it, whose shared channels it writes again with the
+    same values (the same sums in the same order), so no narrower kernel need be compiled.
 
     Each task is one output row and one channel block: its 9 x V weights and V biases are loaded
     into named locals (registers, once SLP packs them) before the loop over the row's pixels, so the
@@ -170,15 +176,16 @@ def depthwise_source(lanes: int) -> str:
         border.append(f"                if 0 <= top + {ky} * dh < height and 0 <= left + {kx} * dw < width:")
         border += tap(ky, kx, "                    ")
     return "\n".join([
-        f"def depthwise3x3_{lanes}(x, w, bias, low, high, out, sh, sw, dh, dw, pad_top, pad_left, first, blocks):",
-        f'    """out[..., first:first + blocks*{lanes}] of the 3x3 depthwise convolution of x (NHWC)."""',
+        f"def depthwise3x3_{lanes}(x, w, bias, low, high, out, sh, sw, dh, dw, pad_top, pad_left):",
+        '    """out = the 3x3 depthwise convolution of x (NHWC), for at least as many channels as lanes."""',
         "    n, height, width, channels = x.shape",
+        f"    blocks = -(-channels // {lanes})",
         "    out_h, out_w = out.shape[1], out.shape[2]",
         "    flat_x, flat_out = x.reshape(x.size), out.reshape(out.size)",
         "    for task in prange(n * out_h * blocks):",
         "        b = task // (out_h * blocks)",
         "        oy = task // blocks % out_h",
-        f"        c0 = first + task % blocks * {lanes}",
+        f"        c0 = min(task % blocks * {lanes}, channels - {lanes})",
         "        top = oy * sh - pad_top",
         "        rows_inside = top >= 0 and top + 2 * dh < height",
         *[f"        w_{ky}{kx}_{j} = w[{ky}, {kx}, c0 + {j}]" for ky, kx in taps for j in lanes_],

@@ -30,6 +30,8 @@ def transpose_conv(
     out = output(out, (x.shape[0], win.out_h, win.out_w, cout), np.float32)
     bias = zeros(cout) if b is None else flat_bias(b)
     taps = np.ascontiguousarray(w.transpose(1, 2, 3, 0))  # [KH, KW, Cin, Cout]: each tap's block one run
+    if taps.flags.writeable:  # a copy; read-only like a view of the model's constant: one Numba signature
+        taps.flags.writeable = False
     low, high = np.float32(p.act_min), np.float32(p.act_max)
     _transpose_conv(np.ascontiguousarray(x), taps, bias, *_window_args(win), p.bias_first, low, high, out)
     return out

@@ -5,10 +5,12 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from npdeeplab.errors import BackendError
 from npdeeplab.kernels.registry import NUMPY_KERNELS
+from npdeeplab.model.ir import TensorInfo
+from npdeeplab.ops import PreparedOp
 from npdeeplab.ops.custom import custom_kernels
 
 BACKENDS = ("auto", "numpy", "numba")
@@ -47,23 +49,44 @@ def numba_problem() -> str | None:
     return None
 
 
-_announced: set[bool] = set()  # which warm-ups ran in this process
-
-
-def kernel_table(backend: str, quantized: bool = True) -> dict[str, Callable]:
-    """The kernels of a backend. For Numba, every kernel a model may call is compiled (or loaded from
-    the cache) first; quantized=False leaves the integer kernels out of that, for float models."""
+def kernel_table(backend: str) -> dict[str, Callable]:
+    """The kernels of a backend, by name. Numba compiles a kernel at its first call;
+    `compile_ahead` does it before a model's first run instead."""
     if backend == "numba":
-        from npdeeplab.kernels.fast import NUMBA_KERNELS, needs_compiling, warm_up
+        from npdeeplab.kernels.fast import NUMBA_KERNELS
 
-        global _announced
-        if quantized not in _announced and needs_compiling(quantized):
-            # Compile everything now, once per machine, rather than stall in the middle of a run.
-            print("npdeeplab: compiling Numba kernels for this machine (once; they are cached)...", file=sys.stderr)
-            warm_up(quantized)
-        _announced.add(quantized)
         return {**NUMPY_KERNELS, **NUMBA_KERNELS, **custom_kernels(backend)}
     return {**NUMPY_KERNELS, **custom_kernels(backend)}
+
+
+def compile_ahead(backend: str, kernels: Mapping[str, Callable], steps: Sequence[PreparedOp],
+                  tensors: Sequence[TensorInfo]) -> None:
+    """With Numba, compile the kernels these prepared ops call that no cache holds yet, before the
+    first run rather than in the middle of it; only those (a float model never compiles the integer
+    kernels)."""
+    if backend != "numba":
+        return
+    from npdeeplab.kernels.fast.compiling import compile_units, uncached
+
+    todo = uncached(compile_units_needed(kernels, steps, tensors))
+    if todo:
+        print("npdeeplab: compiling Numba kernels for this machine (once; they are cached)...", file=sys.stderr)
+        compile_units(todo)
+
+
+def compile_units_needed(kernels: Mapping[str, Callable], steps: Sequence[PreparedOp],
+                         tensors: Sequence[TensorInfo]) -> set[str]:
+    """The Numba compile units (kernels/fast/compiling.py) these prepared ops call."""
+    from npdeeplab.kernels.fast import NUMBA_KERNELS
+    from npdeeplab.kernels.fast.compiling import units_for
+
+    needed: set[str] = set()
+    for step in steps:
+        if step.kernel in NUMBA_KERNELS and kernels.get(step.kernel) is NUMBA_KERNELS[step.kernel]:
+            inputs = [None if i == -1 else tensors[i] for i in step.inputs]
+            needed.update(units_for(step.kernel, step.params, [t and t.shape for t in inputs],
+                                    [t and t.dtype for t in inputs]))
+    return needed
 
 
 def out_kernels(backend: str) -> frozenset[str]:

@@ -20,8 +20,7 @@ from npdeeplab.errors import InputError, ModelError, NotAllocatedError
 from npdeeplab.model.ir import Model, OpNode, Subgraph, TensorInfo
 from npdeeplab.model.loader import load_model
 from npdeeplab.ops import PreparedOp
-from npdeeplab.ops.base import QUANTIZED_DTYPES
-from npdeeplab.runtime.backends import kernel_table, out_kernels, resolve_backend
+from npdeeplab.runtime.backends import compile_ahead, kernel_table, out_kernels, resolve_backend
 from npdeeplab.runtime.fold import fold_float16_weights
 from npdeeplab.runtime.graph import prepare_graph
 from npdeeplab.runtime.numerics import apply_numerics, numerics_kernels, resolve_numerics
@@ -177,14 +176,17 @@ class Interpreter:
         self.num_threads = num_threads
         self.preserve_all_tensors = experimental_preserve_all_tensors
         self.numerics = resolve_numerics(numerics)
-        quantized = any(t.dtype in QUANTIZED_DTYPES and t.quantization is not None for t in self.model.main.tensors)
-        self._kernels = {**kernel_table(self.backend, quantized), **numerics_kernels(self.numerics)}
+        self._kernels = {**kernel_table(self.backend), **numerics_kernels(self.numerics)}
         self._runner = GraphRunner(
             self.model.main, self._kernels, out_kernels(self.backend), experimental_preserve_all_tensors, max_memory,
             self.numerics,
         )
+        self._compile_ahead()
         self._hooks: list[Hook] = []
         self.lock = threading.RLock()
+
+    def _compile_ahead(self) -> None:
+        compile_ahead(self.backend, self._kernels, self._runner.steps, self._runner.tensors)
 
     # --- LiteRT's API -------------------------------------------------------------------------
 
@@ -274,6 +276,7 @@ class Interpreter:
             # Re-infers every shape: a shape the graph cannot take, or that needs more memory than
             # the limit, fails here and leaves the interpreter as it was.
             self._runner.prepare({**self._runner.input_shapes, input_index: size})
+            self._compile_ahead()
 
     def get_signature_list(self) -> dict[str, dict[str, list[str]]]:
         return {

@@ -245,7 +245,7 @@ def warm_numba_cache() -> None:
 
     if needs_compiling():
         print("fuzz: compiling the Numba kernels once, in a subprocess...", file=sys.stderr)
-        code = "from npdeeplab.runtime.backends import kernel_table; kernel_table('numba')"
+        code = "from npdeeplab.kernels.fast import warm_up; warm_up()"
         subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -330,24 +330,44 @@ KERNELS: dict[str, Callable] = {
 ACCEPTS_OUT: frozenset[str] = frozenset(KERNELS)
 
 
-def warm_up() -> None:
-    """Compile (or load) this module's kernels for the argument types the engine passes: uint8
-    and int8 data, read-only constant filters and biases, float32 and float64 sums, both rescalings."""
+def warm_up(dtypes: tuple[type, ...] = (np.uint8, np.int8)) -> None:
+    """Compile (or load) this module's kernels for the argument types the engine passes."""
+    warm_up_conv2d(dtypes)
+    warm_up_depthwise(dtypes)
+
+
+def _constant_bias() -> np.ndarray:
+    bias = np.zeros(2, np.int32)
+    bias.flags.writeable = False
+    return bias
+
+
+def warm_up_conv2d(dtypes: tuple[type, ...] = (np.uint8, np.int8)) -> None:
+    """conv2d_quantized for uint8 and int8 data, read-only constant filters and biases, float32
+    and float64 sums, both rescalings."""
     window = Window(3, 3, 1, 1, 1, 1, 1, 1, 3, 3)
     pointwise = Window(1, 1, 1, 1, 1, 1, 0, 0, 3, 3)
     one = np.ones(2, dtype=np.int64)
-    bias = np.zeros(2, np.int32)
-    bias.flags.writeable = False
-    for dtype in (np.uint8, np.int8):
+    bias = _constant_bias()
+    for dtype in dtypes:
         x = np.zeros((1, 3, 3, 2), dtype=dtype)
         for wraps, exact in ((False, True), (True, False)):
             for win in (window, pointwise):
                 p = QuantizedConvParams(win, 1, 1, 0, one << 30, -one, 0, 127, wraps, exact)
                 conv2d_quantized(p, x, np.zeros((2, win.filter_h, win.filter_w, 2), dtype), bias)
+        big = Window(1, 1, 1, 1, 1, 1, 0, 0, 3, 3)  # a filter of two K chunks: float64 chunk sums
+        p = QuantizedConvParams(big, 1, 1, 0, one << 30, -one, 0, 127, False, False)
+        conv2d_quantized(p, np.zeros((1, 3, 3, 600), dtype), np.full((2, 1, 1, 600), np.iinfo(dtype).max, dtype), bias)
+
+
+def warm_up_depthwise(dtypes: tuple[type, ...] = (np.uint8, np.int8)) -> None:
+    """depthwise_conv2d_quantized for the same types, float32 and float64 taps."""
+    one = np.ones(2, dtype=np.int64)
+    bias = _constant_bias()
+    for dtype in dtypes:
+        x = np.zeros((1, 3, 3, 2), dtype=dtype)
+        for wraps, exact in ((False, True), (True, False)):
             for size in (3, 33):  # 33 x 33 taps: sums beyond float32's exact range, float64 taps
                 big = Window(size, size, 1, 1, 1, 1, size // 2, size // 2, 3, 3)
                 p = QuantizedConvParams(big, 1, 1, 0, one << 30, -one, 0, 127, wraps, exact)
                 depthwise_conv2d_quantized(p, x, np.full((1, size, size, 2), np.iinfo(dtype).max, dtype), bias)
-        big = Window(1, 1, 1, 1, 1, 1, 0, 0, 3, 3)  # a filter of two K chunks: float64 chunk sums
-        p = QuantizedConvParams(big, 1, 1, 0, one << 30, -one, 0, 127, False, False)
-        conv2d_quantized(p, np.zeros((1, 3, 3, 600), dtype), np.full((2, 1, 1, 600), np.iinfo(dtype).max, dtype), bias)

@@ -126,10 +126,10 @@ KERNELS: dict[str, Callable] = {
 ACCEPTS_OUT: frozenset[str] = frozenset(KERNELS)
 
 
-def warm_up() -> None:
+def warm_up(dtypes: tuple[type, ...] = (np.uint8, np.int8)) -> None:
     """Compile (or load) this module's kernels for the argument types the engine passes."""
     p = AddSubParams(20, 0, 1 << 30, 0, 0, 1 << 30, 0, 0, 1 << 30, -19, 0, 255)
-    for dtype in (np.uint8, np.int8):
+    for dtype in dtypes:
         x = np.zeros((2, 3), dtype=dtype)
         constant = np.zeros((2, 3), dtype=dtype)
         constant.flags.writeable = False  # a constant operand: Numba types read-only arrays apart

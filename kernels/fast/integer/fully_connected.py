@@ -79,14 +79,14 @@ KERNELS: dict[str, Callable] = {"fully_connected_quantized": fully_connected_qua
 ACCEPTS_OUT: frozenset[str] = frozenset(KERNELS)
 
 
-def warm_up() -> None:
+def warm_up(dtypes: tuple[type, ...] = (np.uint8, np.int8)) -> None:
     """Compile (or load) this module's kernel for the argument types the engine passes: uint8
     and int8 data, with and without wrapping, one and two K chunks."""
     scale = np.full(2, 0.5)
     scale.flags.writeable = False
     bias = np.zeros(2, np.int32)
     bias.flags.writeable = False
-    for dtype in (np.uint8, np.int8):
+    for dtype in dtypes:
         for depth in (3, 600):
             for wraps in (False, True):
                 p = QuantizedFullyConnectedParams(1, depth, (1, 2), 1, 1, 0, scale, 0, 127, wraps)

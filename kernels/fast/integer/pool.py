@@ -66,10 +66,10 @@ KERNELS: dict[str, Callable] = {
 ACCEPTS_OUT: frozenset[str] = frozenset(KERNELS)
 
 
-def warm_up() -> None:
+def warm_up(dtypes: tuple[type, ...] = (np.uint8, np.int8)) -> None:
     """Compile (or load) this module's kernels for the argument types the engine passes."""
     window = Window(3, 3, 1, 1, 1, 1, 1, 1, 3, 3)
-    for dtype in (np.uint8, np.int8):
+    for dtype in dtypes:
         x = np.zeros((1, 3, 3, 2), dtype=dtype)
         quantized_average_pool2d(QuantizedPoolParams(window, 0, 127), x)
         quantized_max_pool2d(QuantizedPoolParams(window, 0, 127), x)

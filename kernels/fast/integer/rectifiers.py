@@ -70,11 +70,11 @@ KERNELS: dict[str, Callable] = {
 ACCEPTS_OUT: frozenset[str] = frozenset(KERNELS)
 
 
-def warm_up() -> None:
+def warm_up(dtypes: tuple[type, ...] = (np.uint8, np.int8)) -> None:
     """Compile (or load) this module's kernels for the argument types the engine passes."""
     relu = ReluParams(0, 0, 1 << 30, 1, 0, 127)
     prelu = PreluParams(0, 0, 0, 1 << 30, 1, 1 << 30, -7)
-    for dtype in (np.uint8, np.int8):
+    for dtype in dtypes:
         x = np.zeros((2, 3), dtype=dtype)
         quantized_relu_x(relu, x)
         constant = np.zeros((2, 3), dtype=dtype)

@@ -99,9 +99,9 @@ KERNELS: dict[str, Callable] = {
 ACCEPTS_OUT: frozenset[str] = frozenset(KERNELS)
 
 
-def warm_up() -> None:
+def warm_up(dtypes: tuple[type, ...] = (np.uint8, np.int8, np.int16)) -> None:
     """Compile the kernels for the types the engine hands them (uint8, int8, int16)."""
-    for dtype in (np.uint8, np.int8, np.int16):
+    for dtype in dtypes:
         x = np.ones((1, 2, 3, 2), dtype=dtype)
         taps = float_taps if dtype == np.uint8 else integer_taps
         params = QuantizedBilinearParams(3, 4, *taps(2, 3, False, True), *taps(3, 4, False, True))

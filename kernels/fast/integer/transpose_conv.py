@@ -99,14 +99,14 @@ KERNELS: dict[str, Callable] = {"transpose_conv_quantized": transpose_conv_quant
 ACCEPTS_OUT: frozenset[str] = frozenset(KERNELS)
 
 
-def warm_up() -> None:
+def warm_up(dtypes: tuple[type, ...] = (np.uint8, np.int8)) -> None:
     """Compile (or load) the kernel for the argument types the engine passes: uint8 and int8 data,
     float32 and float64 sums, both rescalings, read-only constant biases."""
     win = TransposeWindow(2, 2, 3, 3, 2, 2, 1, 1, 4, 4)
     one = np.ones(2, dtype=np.int64)
     bias = np.zeros(2, np.int32)
     bias.flags.writeable = False
-    for dtype in (np.uint8, np.int8):
+    for dtype in dtypes:
         x = np.zeros((1, 2, 2, 2), dtype=dtype)
         for wraps, exact in ((False, True), (True, False)):
             conv = QuantizedConvParams(win.dual, 1, 1, 0, one << 30, -one, 0, 127, wraps, exact)
