@@ -66,11 +66,22 @@ def test_panel_width_prefers_fewer_vector_fmas() -> None:
 
 def test_packed_weights_are_reused_and_released() -> None:
     w, b = floats(40, 1, 1, 6), floats(40)
+    w.flags.writeable = b.flags.writeable = False  # constants, as the model's tensors are
     first = gemm.packed(w, b)
     assert gemm.packed(w, b)[0] is first[0]
     key = (id(w), id(b))
     del w, first
     assert key not in gemm._packed
+
+
+@pytest.mark.parametrize("changed", ["filter", "bias"])
+def test_a_filter_or_bias_computed_at_run_time_is_packed_afresh(changed: str) -> None:
+    """The same writable buffer with new values (an op's output, say) must not reuse old panels."""
+    p = ConvParams(Window(1, 1, 1, 1, 1, 1, 0, 0, 4, 4), -np.inf, np.inf)
+    x, w, b = floats(1, 4, 4, 8), floats(40, 1, 1, 8), floats(40)
+    fast.conv2d(p, x, w, b)
+    (w if changed == "filter" else b)[...] *= 2
+    close(fast.conv2d(p, x, w, b), reference.conv2d(p, x, w, b), 8)
 
 
 def test_gemm_nan_and_inf_pass_through_the_clamp() -> None:

@@ -109,9 +109,12 @@ def pack_panels(filters: np.ndarray, nr: int) -> np.ndarray:
 
 
 def packed(w: np.ndarray, b: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """(panels, bias padded to the panels' width) for this weight tensor, packed once while it lives."""
+    """(panels, bias padded to the panels' width) for this weight tensor. A constant's (read-only,
+    as the model's tensors are) are packed once and kept while it lives; a filter or bias computed
+    at run time is packed at every call, since the same buffer holds new values each time."""
+    constant = not w.flags.writeable and (b is None or not b.flags.writeable)
     key = (id(w), id(b))
-    entry = _packed.get(key)
+    entry = _packed.get(key) if constant else None
     if entry is not None and entry[0]() is w and entry[1] is b:
         return entry[2], entry[3]
     cout = w.shape[0]
@@ -119,8 +122,9 @@ def packed(w: np.ndarray, b: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]
     panels = pack_panels(w.reshape(cout, -1), nr)
     bias = np.zeros(panels.shape[0] * nr, dtype=np.float32)
     if b is not None:
-        bias[:cout] = b
-    _packed[key] = (weakref.ref(w, lambda _: _packed.pop(key, None)), b, panels, bias)
+        bias[:cout] = b.reshape(-1)
+    if constant:
+        _packed[key] = (weakref.ref(w, lambda _: _packed.pop(key, None)), b, panels, bias)
     return panels, bias
 
 
