@@ -30,7 +30,6 @@ import numpy as np
 from npdeeplab.kernels.fast import (
     conv,
     elementwise,
-    fully_connected,
     integer,
     pool,
     rectifiers,
@@ -62,6 +61,8 @@ def units_for(kernel: str, params: object, shapes: Sequence[tuple[int, ...] | No
             return ()  # grouped: the NumPy reference runs it
         gemm = f"gemm_{tile_for(machine_tiles(), w[0]).name}"
         return (gemm,) if conv.is_pointwise(params.window) else ("im2col", gemm)
+    if kernel == "fully_connected":
+        return (f"gemm_{tile_for(machine_tiles(), shapes[1][0]).name}",)
     if kernel == "depthwise_conv2d":
         if conv.uses_register_kernel(shapes[1], shapes[0][3]):
             return (f"depthwise3x3_{depthwise_lanes(machine_tiles())}",)
@@ -266,7 +267,7 @@ def _integer_unit_of(module: object, kernel: str) -> str:
     return f"integer.{module.__name__.rsplit('.', 1)[1]}"
 
 
-# Kernel name -> the unit it calls; conv2d and depthwise_conv2d depend on shapes (units_for).
+# Kernel name -> the unit it calls; conv2d, depthwise_conv2d and fully_connected depend on shapes (units_for).
 KERNEL_UNITS: dict[str, str] = {
     "average_pool2d": "pool", "max_pool2d": "pool",
     "resize_bilinear": "bilinear", "resize_nearest_neighbor": "nearest",
@@ -274,7 +275,6 @@ KERNEL_UNITS: dict[str, str] = {
     "relu": "clamp", "relu6": "clamp", "relu_n1_to_1": "clamp",
     "softmax": "softmax", "mean": "mean", "arg_max": "arg", "arg_min": "arg",
     **{kernel: kernel for kernel in rectifiers.KERNELS},
-    **{kernel: "fully_connected" for kernel in fully_connected.KERNELS},
     **{kernel: "transpose_conv" for kernel in transpose_conv.KERNELS},
     **{kernel: _integer_unit_of(m, kernel) for m in integer.MODULES for kernel in m.KERNELS},
 }
@@ -287,8 +287,7 @@ def all_units() -> dict[str, Unit]:
     units += _float_kernel_units() + [_arg_unit(dtype) for dtype in (np.float32, *_INTEGER)]
     units += [Unit(kernel, functools.partial(module_dispatchers, rectifiers),
                    functools.partial(rectifiers.warm_up, (kernel,))) for kernel in rectifiers.KERNELS]
-    units += [_module_unit("fully_connected", fully_connected),
-              _module_unit("transpose_conv", transpose_conv), _module_unit("integer.quantize", integer.quantize)]
+    units += [_module_unit("transpose_conv", transpose_conv), _module_unit("integer.quantize", integer.quantize)]
     for dtype in _INTEGER:
         units += [_module_unit("integer.conv2d", integer.conv, 8.0, dtype, integer.conv.warm_up_conv2d),
                   _module_unit("integer.depthwise", integer.conv, 6.0, dtype, integer.conv.warm_up_depthwise)]

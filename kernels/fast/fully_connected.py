@@ -1,9 +1,10 @@
 """Numba twin of kernels/fully_connected.py: same signature, same results (to float rounding).
 
-The product is BLAS's sgemm through NumPy, written straight into the output buffer (the filter's
-transpose is a view BLAS reads without a copy); one parallel Numba pass then adds the bias and
-clamps, row by row. The shapes come from prepare's params: `output` refuses a buffer that does
-not fit them, and the bias has the `units` values prepare checked.
+The product runs on the register-tiled GEMM of kernels/fast/gemm.py, as a 1x1 convolution does:
+the filter [units, depth] packed once into panels (a constant's; one computed at run time at each
+call), bias and clamp in the epilogue, the result written straight into the output buffer. The
+shapes come from prepare's params: `output` refuses a buffer that does not fit them, and the bias
+has the `units` values prepare checked (in any shape, as LiteRT only counts them).
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from numba import prange
 
-from npdeeplab.kernels.fast.buffers import output, zeros
-from npdeeplab.kernels.fast.config import parallel
+from npdeeplab.kernels.fast.buffers import output
+from npdeeplab.kernels.fast.gemm import gemm_bias_clamp
 from npdeeplab.kernels.fully_connected import FullyConnectedParams, input_rows
 
 
@@ -23,32 +23,10 @@ def fully_connected(
 ) -> np.ndarray:
     units = w.shape[0]
     out = output(out, p.output_shape, np.float32)
-    rows = out.reshape(p.batch, units)  # a view: the buffer is C-contiguous
-    np.matmul(input_rows(x, p.batch, p.depth), w.T, out=rows)
-    bias = zeros(units) if b is None else b.reshape(-1)
-    _bias_clamp(rows, bias, np.float32(p.act_min), np.float32(p.act_max))
+    rows = np.ascontiguousarray(input_rows(x, p.batch, p.depth))
+    gemm_bias_clamp(rows, w, b, p.act_min, p.act_max, out.reshape(p.batch, units))  # a view: out is C-contiguous
     return out
-
-
-@parallel
-def _bias_clamp(out, bias, low, high):  # noqa: ANN001, ANN202
-    """out[r, u] = min(max(out[r, u] + bias[u], low), high), rows in parallel."""
-    for r in prange(out.shape[0]):
-        for u in range(out.shape[1]):
-            out[r, u] = min(max(out[r, u] + bias[u], low), high)
 
 
 KERNELS: dict[str, Callable] = {"fully_connected": fully_connected}
 ACCEPTS_OUT: frozenset[str] = frozenset(KERNELS)
-
-
-def warm_up() -> None:
-    """Compile (or load) this module's kernel for the argument types the engine passes: no bias
-    (a read-only zero vector), a constant (read-only) bias, a bias computed at run time."""
-    x = np.ones((2, 3), dtype=np.float32)
-    w = np.ones((4, 3), dtype=np.float32)
-    p = FullyConnectedParams(2, 3, (2, 4), 0.0, 6.0)
-    constant = np.ones(4, dtype=np.float32)
-    constant.flags.writeable = False
-    for b in (None, constant, np.ones(4, dtype=np.float32)):
-        fully_connected(p, x, w, b)
