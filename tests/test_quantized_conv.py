@@ -216,6 +216,35 @@ def test_filter_and_bias_computed_by_the_graph(kind: str) -> None:
     assert check(b, inputs) is not None
 
 
+@pytest.mark.parametrize("kind", ["CONV_2D", "FULLY_CONNECTED"])
+def test_a_filter_from_the_graph_that_changes_between_invokes(kind: str) -> None:
+    """One interpreter, the filter input changed between two invokes: the second uses the new
+    filter (the GEMM keeps packed panels for constant filters only); every backend, LiteRT's integers."""
+    rng = np.random.default_rng(4)
+    filter_shape = (5, 3, 3, 3) if kind == "CONV_2D" else (5, 3)
+    x_shape = (1, 6, 7, 3) if kind == "CONV_2D" else (2, 3)
+    out_shape = (1, 6, 7, 5) if kind == "CONV_2D" else (2, 5)
+    b = GraphBuilder()
+    x = b.add_input("x", x_shape, np.uint8, quantization=(0.02, 128))
+    w = b.add_input("w", filter_shape, np.uint8, quantization=(0.01, 100))
+    bias = b.add_input("bias", (5,), np.int32, quantization=(np.float32(0.02) * np.float32(0.01), 0))
+    options = {"padding": "SAME"} if kind == "CONV_2D" else {}
+    b.mark_outputs(b.add_op(kind, [x, w, bias], output_shape=out_shape, output_dtype=np.uint8,
+                            output_quantization=(0.05, 10), **options))
+    data = b.to_bytes()
+    runs = [[quantized_input(rng, x_shape, np.uint8), quantized_input(rng, filter_shape, np.uint8),
+             rng.integers(-5000, 5000, 5).astype(np.int32)] for _ in range(2)]
+    for backend in BACKENDS:
+        interpreter = Interpreter(model_content=data, backend=backend)
+        interpreter.allocate_tensors()
+        for inputs in runs:
+            for detail, value in zip(interpreter.get_input_details(), inputs, strict=True):
+                interpreter.set_tensor(detail["index"], value)
+            interpreter.invoke()
+            got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+            np.testing.assert_array_equal(got, run_litert(data, inputs)[0], err_msg=backend)
+
+
 def test_sums_beyond_float32_split_into_chunks() -> None:
     """600 input channels of extreme weights and inputs: partial sums past 2**24 take two sgemm
     chunks added in float64, still exact."""

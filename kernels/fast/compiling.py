@@ -63,6 +63,12 @@ def units_for(kernel: str, params: object, shapes: Sequence[tuple[int, ...] | No
         return (gemm,) if conv.is_pointwise(params.window) else ("im2col", gemm)
     if kernel == "fully_connected":
         return (f"gemm_{tile_for(machine_tiles(), shapes[1][0]).name}",)
+    if kernel == "conv2d_quantized":  # its exact float32 sums come from the float GEMM
+        gemm = f"gemm_{tile_for(machine_tiles(), shapes[1][0]).name}"
+        return (f"integer.conv2d:{np.dtype(dtypes[0]).name}", gemm) if shapes[0][3] == shapes[1][3] else ()
+    if kernel == "fully_connected_quantized":
+        gemm = f"gemm_{tile_for(machine_tiles(), shapes[1][0]).name}"
+        return (f"integer.fully_connected:{np.dtype(dtypes[0]).name}", gemm)
     if kernel == "depthwise_conv2d":
         if conv.uses_register_kernel(shapes[1], shapes[0][3]):
             return (f"depthwise3x3_{depthwise_lanes(machine_tiles())}",)

@@ -1,10 +1,12 @@
 """Numba twins of kernels/integer/conv.py: quantized CONV_2D and DEPTHWISE_CONV_2D, same integers.
 
 CONV_2D: the zero-point-shifted input goes to float32 (a cast, then im2col for K x K windows),
-BLAS's sgemm multiplies it by the shifted filter matrix (exact: ShiftedFilter.chunks keeps every
-partial sum below 2**24), and one Numba pass rescales the sums to the output type. Measured on
-the dm05 shapes, sgemm beat int32-accumulating Numba loops (fused with the rescaling, 16-channel
-register tiles or not) 1.5-4x even where K is 8; float64 dgemm is 3x slower than sgemm.
+the float register-tiled GEMM (kernels/fast/gemm.py) multiplies it by the shifted filter matrix
+(exact: ShiftedFilter.chunks keeps every partial sum below 2**24, and a fused multiply-add of
+exact integers is exact), and one Numba pass rescales the sums to the output type. Measured on the
+dm05 shapes, float32 sums beat int32-accumulating Numba loops 1.5-4x even where K is 8; float64
+3x slower. BLAS's sgemm did the same sums as fast, but its threads and Numba's took turns on the
+two cores: a 0.2 ms product took 1.6 ms inside the model (dm05: 28 ms against 14 with the tiles).
 DEPTHWISE_CONV_2D is one Numba loop nest over output rows, channels innermost, reading the 8-bit
 input directly: 3x3 windows inside the input sum x * (w - zp_w) with the nine taps written out,
 plus zp-dependent per-channel constants; other windows go tap by tap (in float64 for filters
@@ -28,6 +30,7 @@ from numba import prange
 
 from npdeeplab.kernels.fast.buffers import output
 from npdeeplab.kernels.fast.config import parallel, serial
+from npdeeplab.kernels.fast.gemm import gemm_bias_clamp
 from npdeeplab.kernels.fixed_point import float64_rescaling_constants
 from npdeeplab.kernels.integer import conv as reference
 from npdeeplab.kernels.integer.conv import QuantizedConvParams, ShiftedFilter, shift_filter
@@ -58,10 +61,27 @@ def conv2d_quantized(
                shifted.reshape(-1, x.shape[3]))
         _im2col(shifted, w.shape[1], w.shape[2], *_window_args(win), patches.reshape(n, win.out_h, win.out_w, depth))
     sums = _work("sums", (len(f.chunks), rows, cout))
+    filters = constant_chunk_filters(f) if f is p.filter else chunk_filters(f)
     for k, (start, stop) in enumerate(f.chunks):
-        np.matmul(patches[:, start:stop], f.matrix[start:stop], out=sums[k])
+        a = patches if len(f.chunks) == 1 else np.ascontiguousarray(patches[:, start:stop])
+        gemm_bias_clamp(a, filters[k], None, -np.inf, np.inf, sums[k])
     _requantize(sums, _rescaling(p, b, cout), out.reshape(rows, cout))
     return out
+
+
+def chunk_filters(f: ShiftedFilter) -> list[np.ndarray]:
+    """The shifted filter's K chunks as the GEMM takes weights, [Cout, K chunk] each (a filter
+    computed at run time: writable, so the GEMM packs them afresh at each call)."""
+    return [np.ascontiguousarray(f.matrix[start:stop].T) for start, stop in f.chunks]
+
+
+@functools.lru_cache(maxsize=512)
+def constant_chunk_filters(f: ShiftedFilter) -> list[np.ndarray]:
+    """A constant filter's chunks, read-only: the GEMM keeps their packed panels while they live."""
+    filters = chunk_filters(f)
+    for w in filters:
+        w.flags.writeable = False
+    return filters
 
 
 def depthwise_conv2d_quantized(

@@ -1,11 +1,12 @@
 """Numba twin of kernels/integer/fully_connected.py: quantized FULLY_CONNECTED, same integers.
 
-As the quantized CONV_2D twin does: the zero-point-shifted input goes to float32 (exact), BLAS's
-sgemm multiplies it by the shifted filter matrix chunk by chunk (exact: ShiftedFilter.chunks keeps
-every partial sum below 2**24), and one parallel Numba pass adds the chunks in float64, adds the
-bias and rescales to the output type with C's int32 semantics (wrap on overflow, INT32_MIN for a
-rounded value outside int32). The shapes come from prepare's params and the filter: `output`
-refuses a buffer that does not fit them, and the bias has the `units` values prepare checked.
+As the quantized CONV_2D twin does: the zero-point-shifted input goes to float32 (exact), the float
+register-tiled GEMM multiplies it by the shifted filter matrix chunk by chunk (exact:
+ShiftedFilter.chunks keeps every partial sum below 2**24), and one parallel Numba pass adds the
+chunks in float64, adds the bias and rescales to the output type with C's int32 semantics (wrap
+on overflow, INT32_MIN for a rounded value outside int32). The shapes come from prepare's params
+and the filter: `output` refuses a buffer that does not fit them, and the bias has the `units`
+values prepare checked.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from numba import prange
 
 from npdeeplab.kernels.fast.buffers import output
 from npdeeplab.kernels.fast.config import parallel
+from npdeeplab.kernels.fast.gemm import gemm_bias_clamp
+from npdeeplab.kernels.fast.integer.conv import chunk_filters, constant_chunk_filters
 from npdeeplab.kernels.fully_connected import input_rows
 from npdeeplab.kernels.integer.fully_connected import QuantizedFullyConnectedParams, shifted_filter
 
@@ -37,8 +40,10 @@ def fully_connected_quantized(
     shifted = _work("shifted", (p.batch, p.depth))
     np.add(input_rows(x, p.batch, p.depth), np.float32(p.input_offset), out=shifted)  # exact
     sums = _work("sums", (len(f.chunks), p.batch, units))
+    filters = constant_chunk_filters(f) if f is p.filter else chunk_filters(f)
     for k, (start, stop) in enumerate(f.chunks):
-        np.matmul(shifted[:, start:stop], f.matrix[start:stop], out=sums[k])
+        a = shifted if len(f.chunks) == 1 else np.ascontiguousarray(shifted[:, start:stop])
+        gemm_bias_clamp(a, filters[k], None, -np.inf, np.inf, sums[k])
     bias = np.zeros(units, np.int64) if b is None else b.reshape(-1).astype(np.int64)
     _requantize(sums, bias, p.scale, p.wraps, p.output_offset, p.act_min, p.act_max, out.reshape(p.batch, units))
     return out
