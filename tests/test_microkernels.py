@@ -137,25 +137,34 @@ def test_generated_source_is_rewritten_only_when_it_changes(tmp_path: object) ->
 
 
 @pytest.mark.skipif(MACHINE.isa not in ("avx512", "avx2"), reason="the instruction check reads x86 assembly")
-def test_the_k_loop_is_broadcasts_loads_and_vector_fmas(tmp_path: object) -> None:
+@pytest.mark.parametrize("kind", ["gemm", "direct"])
+def test_the_k_loop_is_broadcasts_loads_and_vector_fmas(tmp_path: object, kind: str) -> None:
     """Compiled afresh (no cache), the narrow tile's K loop has no gather, no scalar FMA and no
-    repacking of accumulators: what the SLP vectoriser and `prefer-no-gather` are switched on for."""
+    repacking of accumulators: what the SLP vectoriser and `prefer-no-gather` are switched on for.
+    The direct tile (A read from the padded input at tap offsets) too."""
     script = textwrap.dedent(f"""
         import importlib.util, re, sys
         import numpy as np
         from npdeeplab.kernels.fast import gemm, tiles
         tile = tiles.machine_tiles().narrow
-        source = tiles.gemm_source(tile).replace("def tile_", "@contract_serial\\ndef tile_")
-        source = source.replace("def row_", "@contract_serial\\ndef row_")
-        source = source.replace("def gemm_", "@contract_parallel\\ndef gemm_")
+        source = tiles.gemm_source(tile) + "\\n\\n" + tiles.direct_source(tile)
+        for prefix in ("def tile_", "def row_", "def dtile_", "def drow_"):
+            source = source.replace(prefix, "@contract_serial\\n" + prefix)
+        for prefix in ("def gemm_", "def direct_"):
+            source = source.replace(prefix, "@contract_parallel\\n" + prefix)
         path = {str(tmp_path / "probe.py")!r}
         open(path, "w").write(gemm.HEADER.format(isa="probe") + source)
         spec = importlib.util.spec_from_file_location("probe", path)
         module = importlib.util.module_from_spec(spec); sys.modules["probe"] = module; spec.loader.exec_module(module)
         a = np.ones((tile.mr, 8), np.float32); packed = gemm.pack_panels(np.ones((tile.nr, 8), np.float32), tile.nr)
         out = np.empty((tile.mr, tile.nr), np.float32); bias = np.zeros(tile.nr, np.float32)
-        f = getattr(module, "tile_" + tile.name)
-        f(a, 0, packed, 0, np.float32(0), np.float32(6), bias, out, 0)
+        if {kind!r} == "gemm":
+            f = getattr(module, "tile_" + tile.name)
+            f(a, packed, 0, np.float32(0), np.float32(6), bias, out, 0, 0)
+        else:
+            f = getattr(module, "dtile_" + tile.name)
+            offsets = np.arange(8, dtype=np.uint64); offsets.flags.writeable = False
+            f(a.reshape(-1), 0, 8, offsets, packed, 0, np.float32(0), np.float32(6), bias, out, 0, 0)
         asm = f.inspect_asm(f.signatures[0]).splitlines()
         fma = [i for i, line in enumerate(asm) if re.search(r"vfmadd\\d+ps", line)]
         start = max(i for i in range(fma[0]) if re.match(r"^\\.LBB\\d+_\\d+:", asm[i]))

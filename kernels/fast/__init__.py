@@ -64,7 +64,7 @@ def jitted_functions(quantized: bool = True) -> list:
     from npdeeplab.kernels.fast.compiling import all_units, module_dispatchers
 
     modules = FLOAT_MODULES + (integer.MODULES if quantized else ())
-    tiles = [d for name, unit in all_units().items() if name.startswith(("gemm_", "depthwise3x3_"))
+    tiles = [d for name, unit in all_units().items() if name.startswith(("gemm_", "direct_", "depthwise3x3_"))
              for d in unit.dispatchers()]
     return [f for m in modules for f in module_dispatchers(m)] + tiles
 

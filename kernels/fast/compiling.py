@@ -27,6 +27,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from npdeeplab.kernels.conv import padding_fits
 from npdeeplab.kernels.fast import (
     conv,
     elementwise,
@@ -57,15 +58,18 @@ def units_for(kernel: str, params: object, shapes: Sequence[tuple[int, ...] | No
     """The units a call of this Numba kernel needs, given its inputs' shapes and dtypes (None: absent)."""
     if kernel == "conv2d":
         x, w = shapes[0], shapes[1]
-        if x[3] != w[3]:
-            return ()  # grouped: the NumPy reference runs it
-        gemm = f"gemm_{tile_for(machine_tiles(), w[0]).name}"
-        return (gemm,) if conv.is_pointwise(params.window) else ("im2col", gemm)
+        if x[3] != w[3] or not padding_fits(params.window, x):
+            return ()  # grouped, or a huge border: the NumPy reference runs it
+        tile = tile_for(machine_tiles(), w[0]).name
+        return (f"gemm_{tile}",) if conv.is_pointwise(params.window) else (f"direct_{tile}",)
     if kernel == "fully_connected":
         return (f"gemm_{tile_for(machine_tiles(), shapes[1][0]).name}",)
-    if kernel == "conv2d_quantized":  # its exact float32 sums come from the float GEMM
-        gemm = f"gemm_{tile_for(machine_tiles(), shapes[1][0]).name}"
-        return (f"integer.conv2d:{np.dtype(dtypes[0]).name}", gemm) if shapes[0][3] == shapes[1][3] else ()
+    if kernel == "conv2d_quantized":  # its exact float32 sums come from the float GEMM or its direct twin
+        if shapes[0][3] != shapes[1][3] or not padding_fits(params.window, shapes[0]):
+            return ()
+        tile = tile_for(machine_tiles(), shapes[1][0]).name
+        gemm = f"gemm_{tile}" if conv.is_pointwise(params.window) else f"direct_{tile}"
+        return (f"integer.conv2d:{np.dtype(dtypes[0]).name}", gemm)
     if kernel == "fully_connected_quantized":
         gemm = f"gemm_{tile_for(machine_tiles(), shapes[1][0]).name}"
         return (f"integer.fully_connected:{np.dtype(dtypes[0]).name}", gemm)
@@ -197,6 +201,15 @@ def _gemm(tile: Tile) -> Unit:
     return Unit(f"gemm_{tile.name}", lambda: [getattr(generated(), f"gemm_{tile.name}")], run, seconds=6.0)
 
 
+def _direct(tile: Tile) -> Unit:
+    def run() -> None:  # a 3x3 convolution of tile.nr channels, its filter read-only as a model's
+        w = np.ones((tile.nr, 3, 3, 2), np.float32)
+        w.flags.writeable = False
+        conv.conv2d(_conv_params(), _images(), w, None)
+
+    return Unit(f"direct_{tile.name}", lambda: [getattr(generated(), f"direct_{tile.name}")], run, seconds=6.0)
+
+
 def _register_depthwise(lanes: int) -> Unit:
     def run() -> None:
         conv.depthwise_conv2d(_conv_params(), _images(lanes), _constant(lanes), None)
@@ -213,10 +226,6 @@ def _float_kernel_units() -> list[Unit]:
 
     x, window = _images(), _window3x3()
 
-    def im2col() -> None:
-        patches = np.empty((1, 3, 3, 18), dtype=np.float32)
-        conv._im2col(x, 3, 3, *conv.window_args(window), patches)
-
     def depthwise() -> None:  # 2 channels: fewer than any register kernel's lanes
         conv.depthwise_conv2d(_conv_params(), x, _constant(2), None)
 
@@ -225,7 +234,6 @@ def _float_kernel_units() -> list[Unit]:
         pool.max_pool2d(PoolParams(window, 0.0, 6.0), x)
 
     return [
-        Unit("im2col", lambda: [conv._im2col], im2col),
         Unit("depthwise", lambda: [conv._depthwise], depthwise, seconds=2.0),
         Unit("pool", lambda: [pool._pool2d], pooling),
         Unit("bilinear", lambda: [resize._bilinear],
@@ -289,7 +297,8 @@ KERNEL_UNITS: dict[str, str] = {
 @functools.cache
 def all_units() -> dict[str, Unit]:
     tiles = machine_tiles()
-    units = [_gemm(tiles.wide), _gemm(tiles.narrow), _register_depthwise(depthwise_lanes(tiles))]
+    units = [_gemm(tiles.wide), _gemm(tiles.narrow), _direct(tiles.wide), _direct(tiles.narrow),
+             _register_depthwise(depthwise_lanes(tiles))]
     units += _float_kernel_units() + [_arg_unit(dtype) for dtype in (np.float32, *_INTEGER)]
     units += [Unit(kernel, functools.partial(module_dispatchers, rectifiers),
                    functools.partial(rectifiers.warm_up, (kernel,))) for kernel in rectifiers.KERNELS]

@@ -1,7 +1,8 @@
 """Numba twins of kernels/conv.py: same signatures, same results (to float rounding).
 
-Convolutions with a K x K window gather patches (im2col, in Numba) and multiply them with the
-register-tiled GEMM of kernels/fast/gemm.py; 1x1 stride-1 convolutions go straight to it.
+1x1 stride-1 convolutions are the register-tiled GEMM of kernels/fast/gemm.py; those with a K x K
+window run its direct twin, which reads each tile's rows of A from a zero-padded copy of the input
+(no im2col matrix: for the seed model's stem that was 1.8 MB written and read back per inference).
 
 Depthwise convolutions accumulate taps in TFLite's reference order, skipping those outside the
 input: 3x3 filters of at least a vector of channels run the register kernel of kernels/fast/tiles.py,
@@ -11,6 +12,8 @@ multipliers, and narrower layers, run NHWC loops with channels innermost.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import prange
 
@@ -18,7 +21,7 @@ from npdeeplab.kernels import conv as reference
 from npdeeplab.kernels.conv import ConvParams
 from npdeeplab.kernels.fast.buffers import output, scratch, zeros
 from npdeeplab.kernels.fast.config import parallel, serial
-from npdeeplab.kernels.fast.gemm import gemm_bias_clamp, generated
+from npdeeplab.kernels.fast.gemm import direct_bias_clamp, gemm_bias_clamp, generated
 from npdeeplab.kernels.fast.tiles import depthwise_lanes, machine_tiles
 
 
@@ -26,19 +29,44 @@ def conv2d(
     p: ConvParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, out: np.ndarray | None = None
 ) -> np.ndarray:
     win = p.window
-    if x.shape[3] != w.shape[3] or not reference.has_finite_filter(p, w):
-        return reference.conv2d(p, x, w, b)  # grouped, or Inf/NaN weights: rare, keep the reference
+    if x.shape[3] != w.shape[3] or not reference.has_finite_filter(p, w) or not reference.padding_fits(win, x.shape):
+        return reference.conv2d(p, x, w, b)  # grouped, Inf/NaN weights, a border bigger than im2col: rare
     n, cout = x.shape[0], w.shape[0]
     rows = n * win.out_h * win.out_w
     out = output(out, (n, win.out_h, win.out_w, cout), np.float32)
     if is_pointwise(win):
-        a = np.ascontiguousarray(x).reshape(rows, -1)
+        gemm_bias_clamp(np.ascontiguousarray(x).reshape(rows, -1), w, b, p.act_min, p.act_max, out.reshape(rows, cout))
     else:
-        a = scratch((n, win.out_h, win.out_w, w.shape[1] * w.shape[2] * x.shape[3]))
-        _im2col(x, w.shape[1], w.shape[2], *window_args(win), a)
-        a = a.reshape(rows, -1)
-    gemm_bias_clamp(a, w, b, p.act_min, p.act_max, out.reshape(rows, cout))
+        padded = zero_padded(x, win, w.shape[1], w.shape[2])
+        offsets = tap_offsets(w.shape[1], w.shape[2], win.dilation_h, win.dilation_w, padded.shape[2], x.shape[3])
+        direct_bias_clamp(padded, offsets, w, b, p.act_min, p.act_max, out, (win.stride_h, win.stride_w))
     return out
+
+
+def zero_padded(x: np.ndarray, win: object, kh: int, kw: int) -> np.ndarray:
+    """x in a zero border wide enough for every tap of every window (a scratch array): the
+    padding before, and after as far as the last window reaches."""
+    n, height, width, channels = x.shape
+    hp = max(height + win.pad_top, (win.out_h - 1) * win.stride_h + (kh - 1) * win.dilation_h + 1)
+    wp = max(width + win.pad_left, (win.out_w - 1) * win.stride_w + (kw - 1) * win.dilation_w + 1)
+    padded = scratch((n, hp, wp, channels)) if x.dtype == np.float32 else np.empty((n, hp, wp, channels), x.dtype)
+    top, left = win.pad_top, win.pad_left
+    padded[:, :top] = 0
+    padded[:, top + height:] = 0
+    padded[:, top:top + height, :left] = 0
+    padded[:, top:top + height, left + width:] = 0
+    padded[:, top:top + height, left:left + width] = x
+    return padded
+
+
+@functools.lru_cache(maxsize=256)
+def tap_offsets(kh: int, kw: int, dh: int, dw: int, padded_width: int, channels: int) -> np.ndarray:
+    """offsets[(ky*kw + kx)*C + ci] = (ky*dh*Wp + kx*dw)*C + ci: each tap's place in the flat padded
+    input relative to its window's corner, in the filter's (ky, kx, ci) order (read-only, uint64)."""
+    ky, kx, ci = np.meshgrid(np.arange(kh), np.arange(kw), np.arange(channels), indexing="ij")
+    offsets = ((ky * dh * padded_width + kx * dw) * channels + ci).reshape(-1).astype(np.uint64)
+    offsets.flags.writeable = False
+    return offsets
 
 
 def depthwise_conv2d(
@@ -73,39 +101,6 @@ def window_args(win: object) -> tuple[int, ...]:
 
 def _bias(b: np.ndarray | None, channels: int) -> np.ndarray:
     return zeros(channels) if b is None else b
-
-
-@parallel
-def _im2col(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, patches):  # noqa: ANN001, ANN202
-    """patches[n, oy, ox, (ky*kw + kx)*cin + ci] = x[n, oy*sh+ky*dh-pad, ox*sw+kx*dw-pad, ci], 0 outside.
-
-    Without horizontal dilation a filter row's taps are kw neighbouring pixels: one contiguous
-    run of kw*cin input values, copied as one.
-    """
-    n, height, width, cin = x.shape
-    out_h, out_w = patches.shape[1], patches.shape[2]
-    x_rows = x.reshape(n, height, width * cin)
-    span = kw * cin
-    for row in prange(n * out_h):
-        b, oy = row // out_h, row % out_h
-        for ox in range(out_w):
-            left = ox * sw - pad_left
-            for ky in range(kh):
-                iy = oy * sh - pad_top + ky * dh
-                base = ky * span
-                if iy < 0 or iy >= height:
-                    for j in range(span):
-                        patches[b, oy, ox, base + j] = 0
-                elif dw == 1 and left >= 0 and left + kw <= width:
-                    start = left * cin
-                    for j in range(span):
-                        patches[b, oy, ox, base + j] = x_rows[b, iy, start + j]
-                else:
-                    for kx in range(kw):
-                        ix = left + kx * dw
-                        inside = 0 <= ix < width
-                        for ci in range(cin):
-                            patches[b, oy, ox, base + kx * cin + ci] = x[b, iy, ix, ci] if inside else 0
 
 
 @parallel

@@ -25,6 +25,7 @@ from npdeeplab.kernels.fast.tiles import (
     Tile,
     depthwise_lanes,
     depthwise_source,
+    direct_source,
     gemm_source,
     machine_tiles,
     panel_width,
@@ -69,9 +70,12 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 def _load(tiles: MachineTiles) -> ModuleType:
     body = [gemm_source(tile) for tile in (tiles.wide, tiles.narrow)]
+    body += [direct_source(tile) for tile in (tiles.wide, tiles.narrow)]
     body.append(depthwise_source(depthwise_lanes(tiles)))
     for prefix, decorator in (("def tile_", "contract_inline"), ("def row_", "contract_serial"),
-                              ("def gemm_", "contract_parallel"), ("def depthwise3x3_", "contract_parallel")):
+                              ("def gemm_", "contract_parallel"), ("def dtile_", "contract_inline"),
+                              ("def drow_", "contract_serial"), ("def direct_", "contract_parallel"),
+                              ("def depthwise3x3_", "contract_parallel")):
         body = [source.replace(prefix, f"@{decorator}\n{prefix}") for source in body]
     path = generated_dir() / f"tiles_{tiles.isa}_{tiles.wide.name}_{tiles.narrow.name}.py"
     _write_if_changed(path, HEADER.format(isa=tiles.isa) + "\n\n".join(body))
@@ -132,13 +136,35 @@ def gemm_bias_clamp(a: np.ndarray, w: np.ndarray, b: np.ndarray | None, low: flo
                     out: np.ndarray) -> None:
     """out[M, cout] = clamp(a[M, K] @ w.reshape(cout, K).T + b, low, high); a is C-contiguous."""
     panels, bias = packed(w, b)
-    tiles = machine_tiles()
-    tile = tiles.wide if panels.shape[2] == tiles.wide.nr else tiles.narrow
+    tile = _tile_of(panels)
     rows = a.shape[0]
     chunks = max(1, numba.get_num_threads() * CHUNKS_PER_THREAD)
     chunk_rows = max(tile.mr, -(-rows // chunks // tile.mr) * tile.mr)
-    edge = scratch((rows, tile.nr)) if out.shape[1] % tile.nr else _NO_EDGE
-    driver(tile)(a, panels, bias, np.float32(low), np.float32(high), out, edge, chunk_rows)
+    driver(tile)(a, panels, bias, np.float32(low), np.float32(high), out, _edge(out, tile), chunk_rows)
+
+
+def direct_bias_clamp(padded: np.ndarray, offsets: np.ndarray, w: np.ndarray, b: np.ndarray | None, low: float,
+                      high: float, out: np.ndarray, strides: tuple[int, int]) -> None:
+    """out[N, OH, OW, cout] = clamp(the convolution of the zero-padded input [N, Hp, Wp, C] + b),
+    the filter's taps at `offsets` (flat, from an output pixel's window corner; see
+    tiles.direct_source) and the window corners `strides` = (stride_h, stride_w) pixels apart."""
+    panels, bias = packed(w, b)
+    tile = _tile_of(panels)
+    n, hp, wp, c = padded.shape
+    rows_out = out.reshape(-1, out.shape[3])
+    getattr(generated(), f"direct_{tile.name}")(
+        padded.reshape(-1), offsets, panels, bias, np.float32(low), np.float32(high), rows_out,
+        _edge(rows_out, tile), out.shape[1], out.shape[2], hp * wp * c, strides[0] * wp * c, strides[1] * c)
+
+
+def _tile_of(panels: np.ndarray) -> Tile:
+    tiles = machine_tiles()
+    return tiles.wide if panels.shape[2] == tiles.wide.nr else tiles.narrow
+
+
+def _edge(out: np.ndarray, tile: Tile) -> np.ndarray:
+    """The scratch a partial last panel is computed into (a 1 x 1 placeholder when there is none)."""
+    return scratch((out.shape[0], tile.nr)) if out.shape[1] % tile.nr else _NO_EDGE
 
 
 _NO_EDGE = np.zeros((1, 1), dtype=np.float32)

@@ -86,6 +86,59 @@ def panel_width(tiles: MachineTiles, channels: int) -> int:
     return tile_for(tiles, channels).nr
 
 
+def _tile(header: str, k_count: str, tile: Tile, load: str) -> list[str]:
+    """A full tile: MR*NR accumulators, the K loop (NR weights, the MR values of A that `load`
+    gives for row i, MR*NR FMAs), then bias, clamp and a store of all NR columns."""
+    cells = [(i, j) for i in range(tile.mr) for j in range(tile.nr)]
+    return [
+        header,
+        f"    k_count = {k_count}",
+        *[f"    c_{i}_{j} = np.float32(0)" for i, j in cells],
+        "    for k in range(k_count):",
+        *[f"        w_{j} = packed[panel, k, {j}]" for j in range(tile.nr)],
+        *[f"        a_{i} = {load.format(i=i)}" for i in range(tile.mr)],
+        *[f"        c_{i}_{j} += a_{i} * w_{j}" for i, j in cells],
+        f"    first = panel * {tile.nr}",
+        *[f"    b_{j} = bias[first + {j}]" for j in range(tile.nr)],
+        *[f"    out[row + {i}, col + {j}] = clamp(c_{i}_{j} + b_{j}, low, high)" for i, j in cells],
+    ]
+
+
+def _row(header: str, k_count: str, tile: Tile, load: str) -> list[str]:
+    """One row of A against one panel, its valid columns stored: the rows after the full tiles."""
+    return [
+        header,
+        f"    k_count = {k_count}",
+        *[f"    c_{j} = np.float32(0)" for j in range(tile.nr)],
+        "    for k in range(k_count):",
+        f"        a_0 = {load}",
+        *[f"        c_{j} += a_0 * packed[panel, k, {j}]" for j in range(tile.nr)],
+        *[f"    if {j} < cols:\n        out[row, col + {j}] = clamp(c_{j} + bias[col + {j}], low, high)"
+          for j in range(tile.nr)],
+    ]
+
+
+def _panels(tile: Tile, indent: str, tiles: str, call_tile: str, leftover: list[str]) -> list[str]:
+    """The loop over B's panels for a stretch of rows: the full tiles (`tiles`: the range of their
+    first rows), the last panel through `edge` if it is partial, then the `leftover` rows."""
+    mr, nr = tile.mr, tile.nr
+    return [indent + line for line in [
+        "for panel in range(packed.shape[0]):",
+        f"    col = panel * {nr}",
+        f"    cols = min({nr}, channels - col)",
+        f"    whole = cols == {nr}",
+        "    target = out if whole else edge",
+        "    target_col = col if whole else 0",
+        f"    for row in range({tiles}):",
+        f"        {call_tile}",
+        "        if not whole:",
+        f"            for i in range(row, row + {mr}):",
+        "                for j in range(cols):",
+        "                    out[i, col + j] = edge[i, j]",
+        *["    " + line for line in leftover],
+    ]]
+
+
 def gemm_source(tile: Tile) -> str:
     """Python source of `tile_<MR>x<NR>` (a full tile), `row_<MR>x<NR>` (one row) and `gemm_<MR>x<NR>` (the
     parallel driver over row chunks and panels), for Numba to compile.
@@ -94,30 +147,13 @@ def gemm_source(tile: Tile) -> str:
     multiple of NR is computed into `edge` (rows x NR scratch) and its valid columns copied out, so
     the tile has no branch in its epilogue and LLVM vectorises the stores too.
     """
-    mr, nr = tile.mr, tile.nr
-    name = tile.name
-    cells = [(i, j) for i in range(mr) for j in range(nr)]
+    mr, nr, name = tile.mr, tile.nr, tile.name
+    common = "packed, panel, low, high, bias, out, row, col"
     return "\n".join([
-        f"def tile_{name}(a, row, packed, panel, low, high, bias, out, col):",
-        "    k_count = a.shape[1]",
-        *[f"    c_{i}_{j} = np.float32(0)" for i, j in cells],
-        "    for k in range(k_count):",
-        *[f"        w_{j} = packed[panel, k, {j}]" for j in range(nr)],
-        *[f"        a_{i} = a[row + {i}, k]" for i in range(mr)],
-        *[f"        c_{i}_{j} += a_{i} * w_{j}" for i, j in cells],
-        f"    first = panel * {nr}",
-        *[f"    b_{j} = bias[first + {j}]" for j in range(nr)],
-        *[f"    out[row + {i}, col + {j}] = clamp(c_{i}_{j} + b_{j}, low, high)" for i, j in cells],
+        *_tile(f"def tile_{name}(a, {common}):", "a.shape[1]", tile, "a[row + {i}, k]"),
         "",
         "",
-        f"def row_{name}(a, row, packed, panel, low, high, bias, out, col, cols):",
-        "    k_count = a.shape[1]",
-        *[f"    c_{j} = np.float32(0)" for j in range(nr)],
-        "    for k in range(k_count):",
-        "        a_0 = a[row, k]",
-        *[f"        c_{j} += a_0 * packed[panel, k, {j}]" for j in range(nr)],
-        *[f"    if {j} < cols:\n        out[row, col + {j}] = clamp(c_{j} + bias[col + {j}], low, high)"
-          for j in range(nr)],
+        *_row(f"def row_{name}(a, {common}, cols):", "a.shape[1]", tile, "a[row, k]"),
         "",
         "",
         f"def gemm_{name}(a, packed, bias, low, high, out, edge, chunk_rows):",
@@ -128,20 +164,49 @@ def gemm_source(tile: Tile) -> str:
         "        first = chunk * chunk_rows",
         "        last = min(first + chunk_rows, rows)",
         f"        full_end = first + (last - first) // {mr} * {mr}",
-        "        for panel in range(packed.shape[0]):",
-        f"            col = panel * {nr}",
-        f"            cols = min({nr}, channels - col)",
-        f"            whole = cols == {nr}",
-        "            target = out if whole else edge",
-        "            target_col = col if whole else 0",
-        f"            for row in range(first, full_end, {mr}):",
-        f"                tile_{name}(a, row, packed, panel, low, high, bias, target, target_col)",
-        "                if not whole:",
-        f"                    for i in range(row, row + {mr}):",
-        "                        for j in range(cols):",
-        "                            out[i, col + j] = edge[i, j]",
-        "            for row in range(full_end, last):",
-        f"                row_{name}(a, row, packed, panel, low, high, bias, out, col, cols)",
+        *_panels(tile, "        ", f"first, full_end, {mr}",
+                 f"tile_{name}(a, packed, panel, low, high, bias, target, row, target_col)",
+                 ["for row in range(full_end, last):",
+                  f"    row_{name}(a, packed, panel, low, high, bias, out, row, col, cols)"]),
+        "",
+    ])
+
+
+def direct_source(tile: Tile) -> str:
+    """Python source of `direct_<MR>x<NR>`: a K x K convolution as the GEMM above, A read straight
+    from a zero-padded input instead of im2col's copy (with `dtile_` and `drow_`).
+
+    Row r of A is output pixel (b, oy, ox) and column k the filter tap (ky, kx, ci); its value is
+    flat[base(b, oy, ox) + offsets[k]] in the padded input, base = b*image + oy*row_step +
+    ox*col_step, offsets[k] = ky*dh*Wp*C + kx*dw*C + ci: so a tile's MR pixels, neighbours on one
+    output row, are col_step apart. Each parallel task is one output row. Indices are unsigned: a
+    signed one costs a wrap-around check per load.
+    """
+    mr, nr, name = tile.mr, tile.nr, tile.name
+    common = "packed, panel, low, high, bias, out, row, col"
+    return "\n".join([
+        *_tile(f"def dtile_{name}(flat, base, step, offsets, {common}):", "offsets.shape[0]", tile,
+               "flat[np.uint64(base + {i} * step) + offsets[k]]"),
+        "",
+        "",
+        *_row(f"def drow_{name}(flat, base, offsets, {common}, cols):", "offsets.shape[0]", tile,
+              "flat[np.uint64(base) + offsets[k]]"),
+        "",
+        "",
+        f"def direct_{name}(flat, offsets, packed, bias, low, high, out, edge, out_h, out_w, image, row_step,"
+        " col_step):",
+        f'    """out[(b*out_h + oy)*out_w + ox] = clamp(the convolution + bias); B in panels of {nr}."""',
+        "    rows, channels = out.shape",
+        f"    full = out_w // {mr} * {mr}",
+        "    for line in prange(rows // out_w):",
+        "        base = line // out_h * image + line % out_h * row_step",
+        "        first = line * out_w",
+        *_panels(tile, "        ", f"first, first + full, {mr}",
+                 f"dtile_{name}(flat, base + (row - first) * col_step, col_step, offsets, packed, panel, low, high, "
+                 "bias, target, row, target_col)",
+                 ["for row in range(first + full, first + out_w):",
+                  f"    drow_{name}(flat, base + (row - first) * col_step, offsets, packed, panel, low, high, bias, "
+                  "out, row, col, cols)"]),
         "",
     ])
 

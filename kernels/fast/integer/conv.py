@@ -1,7 +1,8 @@
 """Numba twins of kernels/integer/conv.py: quantized CONV_2D and DEPTHWISE_CONV_2D, same integers.
 
-CONV_2D: the zero-point-shifted input goes to float32 (a cast, then im2col for K x K windows),
-the float register-tiled GEMM (kernels/fast/gemm.py) multiplies it by the shifted filter matrix
+CONV_2D: the zero-point-shifted input goes to float32 (a cast; for K x K windows into a border of
+shifted zero points, read in place by the GEMM's direct twin, as float convolutions are), the
+float register-tiled GEMM (kernels/fast/gemm.py) multiplies it by the shifted filter matrix
 (exact: ShiftedFilter.chunks keeps every partial sum below 2**24, and a fused multiply-add of
 exact integers is exact), and one Numba pass rescales the sums to the output type. Measured on the
 dm05 shapes, float32 sums beat int32-accumulating Numba loops 1.5-4x even where K is 8; float64
@@ -28,9 +29,11 @@ from collections.abc import Callable
 import numpy as np
 from numba import prange
 
+from npdeeplab.kernels.conv import padding_fits
 from npdeeplab.kernels.fast.buffers import output
 from npdeeplab.kernels.fast.config import parallel, serial
-from npdeeplab.kernels.fast.gemm import gemm_bias_clamp
+from npdeeplab.kernels.fast.conv import tap_offsets, zero_padded
+from npdeeplab.kernels.fast.gemm import direct_bias_clamp, gemm_bias_clamp
 from npdeeplab.kernels.fixed_point import float64_rescaling_constants
 from npdeeplab.kernels.integer import conv as reference
 from npdeeplab.kernels.integer.conv import QuantizedConvParams, ShiftedFilter, shift_filter
@@ -44,27 +47,31 @@ def conv2d_quantized(
     p: QuantizedConvParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, out: np.ndarray | None = None
 ) -> np.ndarray:
     win = p.window
-    if x.shape[3] != w.shape[3]:
-        return _into(out, reference.conv2d_quantized(p, x, w, b))  # grouped: rare, keep the reference
+    if x.shape[3] != w.shape[3] or not padding_fits(win, x.shape):
+        return _into(out, reference.conv2d_quantized(p, x, w, b))  # grouped, or a huge border: rare
     f = p.filter or shift_filter(p, w, False, x.dtype)
     n, cout = x.shape[0], w.shape[0]
     rows, depth = n * win.out_h * win.out_w, f.matrix.shape[0]
     out = output(out, (n, win.out_h, win.out_w, cout), x.dtype)
     if rows == 0:
         return out
-    patches = _work("patches", (rows, depth))
-    if _is_pointwise(win):
-        _shift(np.ascontiguousarray(x).reshape(rows, depth), np.float32(p.input_offset), patches)
-    else:
-        shifted = _work("shifted", x.shape)  # the input cast once, then copied in runs
-        _shift(np.ascontiguousarray(x).reshape(-1, x.shape[3]), np.float32(p.input_offset),
-               shifted.reshape(-1, x.shape[3]))
-        _im2col(shifted, w.shape[1], w.shape[2], *_window_args(win), patches.reshape(n, win.out_h, win.out_w, depth))
     sums = _work("sums", (len(f.chunks), rows, cout))
     filters = constant_chunk_filters(f) if f is p.filter else chunk_filters(f)
-    for k, (start, stop) in enumerate(f.chunks):
-        a = patches if len(f.chunks) == 1 else np.ascontiguousarray(patches[:, start:stop])
-        gemm_bias_clamp(a, filters[k], None, -np.inf, np.inf, sums[k])
+    if _is_pointwise(win):
+        patches = _work("patches", (rows, depth))
+        _shift(np.ascontiguousarray(x).reshape(rows, depth), np.float32(p.input_offset), patches)
+        for k, (start, stop) in enumerate(f.chunks):
+            a = patches if len(f.chunks) == 1 else np.ascontiguousarray(patches[:, start:stop])
+            gemm_bias_clamp(a, filters[k], None, -np.inf, np.inf, sums[k])
+    else:  # the shifted input in a border of shifted zero points (0.0), read in place by the direct GEMM
+        shifted = _work("shifted", x.shape)
+        _shift(np.ascontiguousarray(x).reshape(-1, x.shape[3]), np.float32(p.input_offset),
+               shifted.reshape(-1, x.shape[3]))
+        padded = zero_padded(shifted, win, w.shape[1], w.shape[2])
+        offsets = tap_offsets(w.shape[1], w.shape[2], win.dilation_h, win.dilation_w, padded.shape[2], x.shape[3])
+        for k, (start, stop) in enumerate(f.chunks):
+            direct_bias_clamp(padded, offsets[start:stop], filters[k], None, -np.inf, np.inf,
+                              sums[k].reshape(n, win.out_h, win.out_w, cout), (win.stride_h, win.stride_w))
     _requantize(sums, _rescaling(p, b, cout), out.reshape(rows, cout))
     return out
 
@@ -234,38 +241,6 @@ def _shift(x, offset, out):  # noqa: ANN001, ANN202
     for i in prange(x.shape[0]):
         for k in range(x.shape[1]):
             out[i, k] = x[i, k] + offset
-
-
-@parallel
-def _im2col(x, kh, kw, sh, sw, dh, dw, pad_top, pad_left, patches):  # noqa: ANN001, ANN202
-    """patches[n, oy, ox, (ky*kw + kx)*cin + ci] = x[n, oy*sh+ky*dh-pad, ox*sw+kx*dw-pad, ci] for the
-    shifted input x, 0 (the shifted zero point) outside it. Without horizontal dilation a filter
-    row's taps are kw neighbouring pixels: one run of kw*cin values, copied as one."""
-    n, height, width, cin = x.shape
-    out_h, out_w = patches.shape[1], patches.shape[2]
-    rows = x.reshape(n, height, width * cin)
-    span = kw * cin
-    for row in prange(n * out_h):
-        b, oy = row // out_h, row % out_h
-        for ox in range(out_w):
-            left = ox * sw - pad_left
-            whole = dw == 1 and left >= 0 and left + kw <= width
-            for ky in range(kh):
-                iy = oy * sh - pad_top + ky * dh
-                base = ky * span
-                if iy < 0 or iy >= height:
-                    for j in range(span):
-                        patches[b, oy, ox, base + j] = 0
-                elif whole:
-                    first = left * cin
-                    for j in range(span):
-                        patches[b, oy, ox, base + j] = rows[b, iy, first + j]
-                else:
-                    for kx in range(kw):
-                        ix = left + kx * dw
-                        inside = 0 <= ix < width
-                        for ci in range(cin):
-                            patches[b, oy, ox, base + kx * cin + ci] = x[b, iy, ix, ci] if inside else 0
 
 
 @parallel(fastmath=EXACT)
