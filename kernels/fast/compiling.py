@@ -27,7 +27,6 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from npdeeplab.kernels.conv import padding_fits
 from npdeeplab.kernels.fast import (
     conv,
     elementwise,
@@ -57,22 +56,14 @@ def units_for(kernel: str, params: object, shapes: Sequence[tuple[int, ...] | No
               dtypes: Sequence[np.dtype | None]) -> tuple[str, ...]:
     """The units a call of this Numba kernel needs, given its inputs' shapes and dtypes (None: absent)."""
     if kernel == "conv2d":
-        x, w = shapes[0], shapes[1]
-        if x[3] != w[3] or not padding_fits(params.window, x):
-            return ()  # grouped, or a huge border: the NumPy reference runs it
-        tile = tile_for(machine_tiles(), w[0]).name
-        return (f"gemm_{tile}",) if conv.is_pointwise(params.window) else (f"direct_{tile}",)
+        return _tile_units(params.window, shapes[0], shapes[1])
+    if kernel == "conv2d_quantized":  # its exact float32 sums come from the float tiles
+        tiles = _tile_units(params.window, shapes[0], shapes[1])
+        return (f"integer.conv2d:{np.dtype(dtypes[0]).name}", *tiles) if tiles else ()
     if kernel == "fully_connected":
-        return (f"gemm_{tile_for(machine_tiles(), shapes[1][0]).name}",)
-    if kernel == "conv2d_quantized":  # its exact float32 sums come from the float GEMM or its direct twin
-        if shapes[0][3] != shapes[1][3] or not padding_fits(params.window, shapes[0]):
-            return ()
-        tile = tile_for(machine_tiles(), shapes[1][0]).name
-        gemm = f"gemm_{tile}" if conv.is_pointwise(params.window) else f"direct_{tile}"
-        return (f"integer.conv2d:{np.dtype(dtypes[0]).name}", gemm)
+        return (_tile_unit("gemm", shapes[1][0]),)
     if kernel == "fully_connected_quantized":
-        gemm = f"gemm_{tile_for(machine_tiles(), shapes[1][0]).name}"
-        return (f"integer.fully_connected:{np.dtype(dtypes[0]).name}", gemm)
+        return (f"integer.fully_connected:{np.dtype(dtypes[0]).name}", _tile_unit("gemm", shapes[1][0]))
     if kernel == "depthwise_conv2d":
         if conv.uses_register_kernel(shapes[1], shapes[0][3]):
             return (f"depthwise3x3_{depthwise_lanes(machine_tiles())}",)
@@ -85,12 +76,23 @@ def units_for(kernel: str, params: object, shapes: Sequence[tuple[int, ...] | No
     return (unit,) if unit in all_units() else ()
 
 
+def _tile_units(window: object, x: tuple[int, ...], w: tuple[int, ...]) -> tuple[str, ...]:
+    """The tile a convolution's sums run on: the GEMM for 1x1, its direct twin for K x K; none
+    where the reference runs it (conv.on_tiles)."""
+    if not conv.on_tiles(window, x, w):
+        return ()
+    return (_tile_unit("gemm" if conv.is_pointwise(window) else "direct", w[0]),)
+
+
+def _tile_unit(kind: str, channels: int) -> str:
+    return f"{kind}_{tile_for(machine_tiles(), channels).name}"
+
+
 def uncached(names: Iterable[str]) -> list[str]:
     """The units this machine has not compiled yet (or compiled from other sources), largest first."""
     table = all_units()
     try:
-        missing = {n for n in names if not _marker(table[n]).is_file()
-                   or _marker(table[n]).read_text() != _stamp(table[n])}
+        missing = {n for n in names if not _is_compiled(table[n])}
     except (AttributeError, OSError):  # a Numba whose cache internals moved: compile lazily rather than guess
         return []
     return sorted(missing, key=lambda n: (-table[n].seconds, n))
@@ -122,6 +124,13 @@ def compile_claimed(claims: str, names: Sequence[str]) -> None:
         except OSError:
             return  # the claims directory is gone: the main process has finished
         _compile(all_units()[name])
+
+
+def _is_compiled(unit: Unit) -> bool:
+    try:
+        return _marker(unit).read_text() == _stamp(unit)
+    except FileNotFoundError:
+        return False
 
 
 def _compile(unit: Unit) -> None:

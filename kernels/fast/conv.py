@@ -29,8 +29,8 @@ def conv2d(
     p: ConvParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, out: np.ndarray | None = None
 ) -> np.ndarray:
     win = p.window
-    if x.shape[3] != w.shape[3] or not reference.has_finite_filter(p, w) or not reference.padding_fits(win, x.shape):
-        return reference.conv2d(p, x, w, b)  # grouped, Inf/NaN weights, a border bigger than im2col: rare
+    if not on_tiles(win, x.shape, w.shape) or not reference.has_finite_filter(p, w):
+        return reference.conv2d(p, x, w, b)  # grouped, a huge border, or Inf/NaN weights: rare
     n, cout = x.shape[0], w.shape[0]
     rows = n * win.out_h * win.out_w
     out = output(out, (n, win.out_h, win.out_w, cout), np.float32)
@@ -43,19 +43,30 @@ def conv2d(
     return out
 
 
-def zero_padded(x: np.ndarray, win: object, kh: int, kw: int) -> np.ndarray:
-    """x in a zero border wide enough for every tap of every window (a scratch array): the
-    padding before, and after as far as the last window reaches."""
+def on_tiles(win: object, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> bool:
+    """Whether a convolution's sums run on the register tiles: not grouped, and a zero border no
+    bigger than im2col's matrix would be (a huge dilation on a small input keeps the reference)."""
+    return x_shape[3] == w_shape[3] and reference.padding_fits(win, x_shape)
+
+
+def zero_padded(x: np.ndarray, win: object, kh: int, kw: int, offset: float | None = None) -> np.ndarray:
+    """x (plus `offset`, in float32: a quantized input's zero point taken out) in a zero border wide
+    enough for every tap of every window, as a float32 scratch array: the padding before, and
+    after as far as the last window reaches."""
     n, height, width, channels = x.shape
     hp = max(height + win.pad_top, (win.out_h - 1) * win.stride_h + (kh - 1) * win.dilation_h + 1)
     wp = max(width + win.pad_left, (win.out_w - 1) * win.stride_w + (kw - 1) * win.dilation_w + 1)
-    padded = scratch((n, hp, wp, channels)) if x.dtype == np.float32 else np.empty((n, hp, wp, channels), x.dtype)
+    padded = scratch((n, hp, wp, channels))
     top, left = win.pad_top, win.pad_left
     padded[:, :top] = 0
     padded[:, top + height:] = 0
     padded[:, top:top + height, :left] = 0
     padded[:, top:top + height, left + width:] = 0
-    padded[:, top:top + height, left:left + width] = x
+    inside = padded[:, top:top + height, left:left + width]
+    if offset is None:
+        inside[...] = x
+    else:
+        np.add(x, np.float32(offset), out=inside)  # exact: 8-bit integers plus a zero point
     return padded
 
 

@@ -29,10 +29,9 @@ from collections.abc import Callable
 import numpy as np
 from numba import prange
 
-from npdeeplab.kernels.conv import padding_fits
 from npdeeplab.kernels.fast.buffers import output
 from npdeeplab.kernels.fast.config import parallel, serial
-from npdeeplab.kernels.fast.conv import tap_offsets, zero_padded
+from npdeeplab.kernels.fast.conv import on_tiles, tap_offsets, zero_padded
 from npdeeplab.kernels.fast.gemm import direct_bias_clamp, gemm_bias_clamp
 from npdeeplab.kernels.fixed_point import float64_rescaling_constants
 from npdeeplab.kernels.integer import conv as reference
@@ -47,7 +46,7 @@ def conv2d_quantized(
     p: QuantizedConvParams, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, out: np.ndarray | None = None
 ) -> np.ndarray:
     win = p.window
-    if x.shape[3] != w.shape[3] or not padding_fits(win, x.shape):
+    if not on_tiles(win, x.shape, w.shape):
         return _into(out, reference.conv2d_quantized(p, x, w, b))  # grouped, or a huge border: rare
     f = p.filter or shift_filter(p, w, False, x.dtype)
     n, cout = x.shape[0], w.shape[0]
@@ -64,10 +63,7 @@ def conv2d_quantized(
             a = patches if len(f.chunks) == 1 else np.ascontiguousarray(patches[:, start:stop])
             gemm_bias_clamp(a, filters[k], None, -np.inf, np.inf, sums[k])
     else:  # the shifted input in a border of shifted zero points (0.0), read in place by the direct GEMM
-        shifted = _work("shifted", x.shape)
-        _shift(np.ascontiguousarray(x).reshape(-1, x.shape[3]), np.float32(p.input_offset),
-               shifted.reshape(-1, x.shape[3]))
-        padded = zero_padded(shifted, win, w.shape[1], w.shape[2])
+        padded = zero_padded(x, win, w.shape[1], w.shape[2], p.input_offset)
         offsets = tap_offsets(w.shape[1], w.shape[2], win.dilation_h, win.dilation_w, padded.shape[2], x.shape[3])
         for k, (start, stop) in enumerate(f.chunks):
             direct_bias_clamp(padded, offsets[start:stop], filters[k], None, -np.inf, np.inf,
