@@ -140,6 +140,28 @@ def test_depthwise_conv2d(case: Case) -> None:
     event("refused" if check(*build(case)) is None else "ran")
 
 
+@st.composite
+def register_depthwise_cases(draw: Callable) -> Case:
+    """3x3 depthwise, multiplier 1, 16 to 40 channels: the Numba backend's register kernel (blocks
+    of a vector's lanes, the last overlapping), its inside and border pixels, both rescalings."""
+    case = draw(conv_cases(depthwise=True))
+    case.update(kernel=(3, 3), multiplier=1, channels=draw(st.integers(16, 40)))
+    case["stride"] = tuple(min(s, 2) for s in case["stride"])
+    effective = [2 * d + 1 for d in case["dilation"]]
+    low = [1 if case["padding"] == "SAME" else e for e in effective]
+    case["size"] = tuple(draw(st.integers(lo, max(lo, 12))) for lo in low)
+    s_in, s_w, s_out = case["scales"]  # a real multiplier below 1 and a bias float64 can rescale exactly
+    case["scales"] = (s_in, s_w, max(s_out, float(np.float32(s_in * s_w * 1.5))))
+    case["bias_bits"] = min(case["bias_bits"], 16)
+    return case
+
+
+@SETTINGS
+@given(register_depthwise_cases())
+def test_depthwise_conv2d_on_the_register_kernel(case: Case) -> None:
+    event("refused" if check(*build(case)) is None else "ran")
+
+
 # --- explicit cases: the dm05 layer types, the rescaling's edges, the exact-sum paths -------------
 
 

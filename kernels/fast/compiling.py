@@ -68,6 +68,8 @@ def units_for(kernel: str, params: object, shapes: Sequence[tuple[int, ...] | No
         if conv.uses_register_kernel(shapes[1], shapes[0][3]):
             return (f"depthwise3x3_{depthwise_lanes(machine_tiles())}",)
         return ("depthwise",)
+    if kernel == "depthwise_conv2d_quantized" and integer.conv.on_register_kernel(params, shapes[0], shapes[1]):
+        return (f"qdepthwise3x3_{depthwise_lanes(machine_tiles())}:{np.dtype(dtypes[0]).name}",)
     unit = KERNEL_UNITS.get(kernel)
     if unit is None:
         return ()
@@ -226,6 +228,14 @@ def _register_depthwise(lanes: int) -> Unit:
     return Unit(f"depthwise3x3_{lanes}", lambda: [getattr(generated(), f"depthwise3x3_{lanes}")], run, seconds=9.0)
 
 
+def _quantized_register_depthwise(lanes: int, dtype: type) -> Unit:
+    def run() -> None:
+        integer.conv.warm_up_register_depthwise(lanes, (dtype,))
+
+    name = f"qdepthwise3x3_{lanes}"
+    return Unit(f"{name}:{np.dtype(dtype).name}", lambda: [getattr(generated(), name)], run, seconds=9.0)
+
+
 def _float_kernel_units() -> list[Unit]:
     from npdeeplab.kernels.activation import SoftmaxParams
     from npdeeplab.kernels.elementwise import BinaryParams
@@ -314,7 +324,8 @@ def all_units() -> dict[str, Unit]:
     units += [_module_unit("transpose_conv", transpose_conv), _module_unit("integer.quantize", integer.quantize)]
     for dtype in _INTEGER:
         units += [_module_unit("integer.conv2d", integer.conv, 8.0, dtype, integer.conv.warm_up_conv2d),
-                  _module_unit("integer.depthwise", integer.conv, 6.0, dtype, integer.conv.warm_up_depthwise)]
+                  _module_unit("integer.depthwise", integer.conv, 6.0, dtype, integer.conv.warm_up_depthwise),
+                  _quantized_register_depthwise(depthwise_lanes(tiles), dtype)]
     for name, dtypes in _PER_DTYPE_MODULES.items():
         units += [_module_unit(f"integer.{name}", getattr(integer, name), 2.0, dtype) for dtype in dtypes]
     return {unit.name: unit for unit in units}

@@ -228,21 +228,73 @@ def depthwise_source(lanes: int) -> str:
     signed index costs a wrap-around check per element, and LLVM then builds the lanes' addresses
     one by one instead of issuing one vector load.
     """
+    return _depthwise_source(
+        f"depthwise3x3_{lanes}(x, w, bias, low, high, out, sh, sw, dh, dw, pad_top, pad_left)",
+        "out = the 3x3 depthwise convolution of x (NHWC), for at least as many channels as lanes.",
+        lanes, block=["b_{j} = bias[c0 + {j}]"], value="flat_x[at + np.uint64({j})]",
+        border_value="flat_x[at + np.uint64({j})]", finish=[], store="clamp(s_{j} + b_{j}, low, high)",
+        exact_integers=False)
+
+
+def quantized_depthwise_source(lanes: int) -> str:
+    """Python source of `qdepthwise3x3_<V>`: the same kernel for 8-bit data (uint8 or int8), summing
+    in float32 as integers/conv.py does, exactly: inside the input x * (w - zp_w) plus the
+    channel's `sums` (input_offset times the sum of its taps), at the border (x + input_offset) *
+    (w - zp_w) over the taps inside. Each sum is rescaled as it is stored, in float64:
+    fixed_point.multiply_by_quantized_multiplier_float64's one-floor form, bias and output zero
+    point folded into `start`, floor(s * scale + start - step [below threshold]), clamped.
+
+    The sums are exact integers, so their order is free: an inside pixel sums each row of taps
+    apart and adds the three (three short chains of FMAs, not one of nine), and a border pixel
+    loops over the taps, its weights read from memory (border pixels are few; written out, the
+    border doubled the kernel's compile time)."""
+    return _depthwise_source(
+        f"qdepthwise3x3_{lanes}(x, w, sums, offset, scale, start, step, threshold, low, high, out, sh, sw, dh, dw,"
+        " pad_top, pad_left)",
+        "out = the quantized 3x3 depthwise convolution of 8-bit x (NHWC), rescaled.",
+        lanes, block=["o_{j} = sums[c0 + {j}]", "k_{j} = scale[c0 + {j}]", "a_{j} = start[c0 + {j}]",
+                      "d_{j} = step[c0 + {j}]"],
+        value="np.float32(flat_x[at + np.uint64({j})])",
+        border_value="(np.float32(flat_x[at + np.uint64({j})]) + offset)", finish=["s_{j} += r1_{j} + r2_{j} + o_{j}"],
+        store="rescaled(s_{j} * k_{j} + a_{j}, d_{j}, threshold, low, high)", exact_integers=True)
+
+
+def _depthwise_source(signature: str, doc: str, lanes: int, block: list[str], value: str, border_value: str,
+                      finish: list[str], store: str, exact_integers: bool) -> str:
+    """The loops both depthwise kernels share. Templates ({j}: the lane): `block` lines load a
+    channel block's constants, `value` is an input lane as an inside sum takes it (`border_value`
+    at the border), `finish` ends an inside sum, `store` is what a lane stores. exact_integers: the
+    quantized kernel's row sums (s_, r1_, r2_) and tap loop at the border; else one sum in order."""
     taps = [(ky, kx) for ky in range(3) for kx in range(3)]
     lanes_ = range(lanes)
 
-    def tap(ky: int, kx: int, indent: str) -> list[str]:
-        return [f"{indent}at = np.uint64(((b * height + top + {ky} * dh) * width + left + {kx} * dw) * channels + c0)",
-                *[f"{indent}s_{j} += flat_x[at + np.uint64({j})] * w_{ky}{kx}_{j}" for j in lanes_]]
+    def each_lane(template: str, indent: str) -> list[str]:
+        return [indent + template.format(j=j) for j in lanes_]
 
-    inside, border = [], []
+    inside = ["                column = np.uint64(left * channels)"]
     for ky, kx in taps:
-        inside += tap(ky, kx, "                ")
-        border.append(f"                if 0 <= top + {ky} * dh < height and 0 <= left + {kx} * dw < width:")
-        border += tap(ky, kx, "                    ")
+        total = f"r{ky}_{{j}}" if exact_integers and ky else "s_{j}"
+        inside.append(f"                at = row_{ky} + column" + (f" + step_{kx}" if kx else ""))
+        inside += each_lane(f"{total} {'=' if total != 's_{j}' and kx == 0 else '+='} {value} * w_{ky}{kx}_{{j}}",
+                            "                ")
+    inside += [line for template in finish for line in each_lane(template, "                ")]
+    if exact_integers:
+        border = ["                for ky in range(3):",
+                  "                    for kx in range(3):",
+                  "                        if 0 <= top + ky * dh < height and 0 <= left + kx * dw < width:",
+                  "                            at = np.uint64(((b * height + top + ky * dh) * width + left + kx * dw)"
+                  " * channels + c0)",
+                  *each_lane(f"s_{{j}} += {border_value} * w[ky, kx, c0 + {{j}}]", "                            ")]
+    else:
+        border = []
+        for ky, kx in taps:
+            border.append(f"                if 0 <= top + {ky} * dh < height and 0 <= left + {kx} * dw < width:")
+            border.append(f"                    at = np.uint64(((b * height + top + {ky} * dh) * width"
+                          f" + left + {kx} * dw) * channels + c0)")
+            border += each_lane(f"s_{{j}} += {border_value} * w_{ky}{kx}_{{j}}", "                    ")
     return "\n".join([
-        f"def depthwise3x3_{lanes}(x, w, bias, low, high, out, sh, sw, dh, dw, pad_top, pad_left):",
-        '    """out = the 3x3 depthwise convolution of x (NHWC), for at least as many channels as lanes."""',
+        f"def {signature}:",
+        f'    """{doc}"""',
         "    n, height, width, channels = x.shape",
         f"    blocks = -(-channels // {lanes})",
         "    out_h, out_w = out.shape[1], out.shape[2]",
@@ -253,16 +305,21 @@ def depthwise_source(lanes: int) -> str:
         f"        c0 = min(task % blocks * {lanes}, channels - {lanes})",
         "        top = oy * sh - pad_top",
         "        rows_inside = top >= 0 and top + 2 * dh < height",
+        "        row_0 = np.uint64(((b * height + top) * width) * channels + c0) if rows_inside else np.uint64(0)",
+        "        row_1 = row_0 + np.uint64(dh * width * channels)",
+        "        row_2 = row_1 + np.uint64(dh * width * channels)",
+        "        step_1 = np.uint64(dw * channels)",
+        "        step_2 = step_1 + step_1",
         *[f"        w_{ky}{kx}_{j} = w[{ky}, {kx}, c0 + {j}]" for ky, kx in taps for j in lanes_],
-        *[f"        b_{j} = bias[c0 + {j}]" for j in lanes_],
+        *[line for template in block for line in each_lane(template, "        ")],
         "        for ox in range(out_w):",
         "            left = ox * sw - pad_left",
-        *[f"            s_{j} = np.float32(0)" for j in lanes_],
+        *each_lane("s_{j} = np.float32(0)", "            "),
         "            if rows_inside and left >= 0 and left + 2 * dw < width:",
         *inside,
         "            else:",
         *border,
         "            at = np.uint64(((b * out_h + oy) * out_w + ox) * channels + c0)",
-        *[f"            flat_out[at + np.uint64({j})] = clamp(s_{j} + b_{j}, low, high)" for j in lanes_],
+        *each_lane(f"flat_out[at + np.uint64({{j}})] = {store}", "            "),
         "",
     ])

@@ -8,7 +8,10 @@ exact integers is exact), and one Numba pass rescales the sums to the output typ
 dm05 shapes, float32 sums beat int32-accumulating Numba loops 1.5-4x even where K is 8; float64
 3x slower. BLAS's sgemm did the same sums as fast, but its threads and Numba's took turns on the
 two cores: a 0.2 ms product took 1.6 ms inside the model (dm05: 28 ms against 14 with the tiles).
-DEPTHWISE_CONV_2D is one Numba loop nest over output rows, channels innermost, reading the 8-bit
+DEPTHWISE_CONV_2D with a 3x3 filter of at least a vector of channels (multiplier 1, the float64
+rescaling) runs the register kernel of kernels/fast/tiles.py (`qdepthwise3x3_<lanes>`), which reads
+the 8-bit input and rescales in its epilogue: dm05's first depthwise layer went from 1.4 to 0.3 ms.
+Others run one Numba loop nest over output rows, channels innermost, reading the 8-bit
 input directly: 3x3 windows inside the input sum x * (w - zp_w) with the nine taps written out,
 plus zp-dependent per-channel constants; other windows go tap by tap (in float64 for filters
 whose sums float32 cannot hold exactly). Each pixel is rescaled as soon as it is summed.
@@ -31,8 +34,9 @@ from numba import prange
 
 from npdeeplab.kernels.fast.buffers import output
 from npdeeplab.kernels.fast.config import parallel, serial
-from npdeeplab.kernels.fast.conv import on_tiles, tap_offsets, zero_padded
-from npdeeplab.kernels.fast.gemm import direct_bias_clamp, gemm_bias_clamp
+from npdeeplab.kernels.fast.conv import on_tiles, tap_offsets, uses_register_kernel, zero_padded
+from npdeeplab.kernels.fast.gemm import direct_bias_clamp, gemm_bias_clamp, generated
+from npdeeplab.kernels.fast.tiles import depthwise_lanes, machine_tiles
 from npdeeplab.kernels.fixed_point import float64_rescaling_constants
 from npdeeplab.kernels.integer import conv as reference
 from npdeeplab.kernels.integer.conv import QuantizedConvParams, ShiftedFilter, shift_filter
@@ -97,9 +101,22 @@ def depthwise_conv2d_quantized(
     if out.size == 0:
         return out
     taps, offset_sums = _taps(f, win, p.input_offset)
+    q = _rescaling(p, b, cout)
+    if on_register_kernel(p, x.shape, w.shape):
+        kernel = getattr(generated(), f"qdepthwise3x3_{depthwise_lanes(machine_tiles())}")
+        kernel(np.ascontiguousarray(x), taps, offset_sums, np.float32(p.input_offset), *q[1:5], *q[6:8], out,
+               *_window_args(win))
+        return out
     _depthwise(np.ascontiguousarray(x), taps, taps.dtype.type(p.input_offset), offset_sums, cout // cin,
-               *_window_args(win), *_inner_columns(win, x.shape[2]), _rescaling(p, b, cout), out)
+               *_window_args(win), *_inner_columns(win, x.shape[2]), q, out)
     return out
+
+
+def on_register_kernel(p: QuantizedConvParams, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> bool:
+    """Whether a quantized depthwise convolution runs the register kernel: a 3x3 filter of at least
+    a vector of channels, multiplier 1, and the float64 rescaling (its 9 taps' sums are always
+    exact in float32: 9 * 255 * 255 is far below 2**24)."""
+    return uses_register_kernel(w_shape, x_shape[3]) and p.float64_exact
 
 
 def _work(role: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -334,21 +351,29 @@ def _constant_bias() -> np.ndarray:
 
 
 def warm_up_conv2d(dtypes: tuple[type, ...] = (np.uint8, np.int8)) -> None:
-    """conv2d_quantized for uint8 and int8 data, read-only constant filters and biases, float32
-    and float64 sums, both rescalings."""
-    window = Window(3, 3, 1, 1, 1, 1, 1, 1, 3, 3)
-    pointwise = Window(1, 1, 1, 1, 1, 1, 0, 0, 3, 3)
+    """conv2d_quantized's own kernels (the shift and the rescaling, both forms) for uint8 and int8
+    data; its sums are the float tiles', compiled in their own units."""
     one = np.ones(2, dtype=np.int64)
-    bias = _constant_bias()
     for dtype in dtypes:
-        x = np.zeros((1, 3, 3, 2), dtype=dtype)
+        _shift(np.zeros((3, 2), dtype), np.float32(1), np.zeros((3, 2), np.float32))
         for wraps, exact in ((False, True), (True, False)):
-            for win in (window, pointwise):
-                p = QuantizedConvParams(win, 1, 1, 0, one << 30, -one, 0, 127, wraps, exact)
-                conv2d_quantized(p, x, np.zeros((2, win.filter_h, win.filter_w, 2), dtype), bias)
-        big = Window(1, 1, 1, 1, 1, 1, 0, 0, 3, 3)  # a filter of two K chunks: float64 chunk sums
-        p = QuantizedConvParams(big, 1, 1, 0, one << 30, -one, 0, 127, False, False)
-        conv2d_quantized(p, np.zeros((1, 3, 3, 600), dtype), np.full((2, 1, 1, 600), np.iinfo(dtype).max, dtype), bias)
+            p = QuantizedConvParams(Window(1, 1, 1, 1, 1, 1, 0, 0, 3, 1), 1, 1, 0, one << 30, -one, 0, 127, wraps,
+                                    exact)
+            _requantize(np.zeros((1, 3, 2), np.float32), _rescaling_constants(p, _constant_bias(), 2),
+                        np.zeros((3, 2), dtype))
+
+
+def warm_up_register_depthwise(lanes: int, dtypes: tuple[type, ...] = (np.uint8, np.int8)) -> None:
+    """depthwise_conv2d_quantized on the register kernel (`lanes` channels), constant filter and bias."""
+    one = np.ones(lanes, dtype=np.int64)
+    bias = np.zeros(lanes, np.int32)
+    bias.flags.writeable = False
+    window = Window(3, 3, 1, 1, 1, 1, 1, 1, 3, 3)
+    for dtype in dtypes:
+        p = QuantizedConvParams(window, 1, 1, 0, one << 30, -one, 0, 127, False, True)
+        w = np.ones((1, 3, 3, lanes), dtype)
+        w.flags.writeable = False
+        depthwise_conv2d_quantized(p, np.zeros((1, 3, 3, lanes), dtype=dtype), w, bias)
 
 
 def warm_up_depthwise(dtypes: tuple[type, ...] = (np.uint8, np.int8)) -> None:
