@@ -160,11 +160,11 @@ def test_the_k_loop_is_broadcasts_loads_and_vector_fmas(tmp_path: object, kind: 
         out = np.empty((tile.mr, tile.nr), np.float32); bias = np.zeros(tile.nr, np.float32)
         if {kind!r} == "gemm":
             f = getattr(module, "tile_" + tile.name)
-            f(a, packed, 0, np.float32(0), np.float32(6), bias, out, 0, 0)
+            f(a, packed, 0, bias, np.float32(0), np.float32(6), out, 0, 0)
         else:
             f = getattr(module, "dtile_" + tile.name)
             offsets = np.arange(8, dtype=np.uint64); offsets.flags.writeable = False
-            f(a.reshape(-1), 0, 8, offsets, packed, 0, np.float32(0), np.float32(6), bias, out, 0, 0)
+            f(a.reshape(-1), 0, 8, offsets, packed, 0, bias, np.float32(0), np.float32(6), out, 0, 0)
         asm = f.inspect_asm(f.signatures[0]).splitlines()
         fma = [i for i, line in enumerate(asm) if re.search(r"vfmadd\\d+ps", line)]
         start = max(i for i in range(fma[0]) if re.match(r"^\\.LBB\\d+_\\d+:", asm[i]))

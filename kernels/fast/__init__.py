@@ -64,9 +64,10 @@ def jitted_functions(quantized: bool = True) -> list:
     from npdeeplab.kernels.fast.compiling import all_units, module_dispatchers
 
     modules = FLOAT_MODULES + (integer.MODULES if quantized else ())
-    tiles = [d for name, unit in all_units().items() if name.startswith(("gemm_", "direct_", "depthwise3x3_"))
-             for d in unit.dispatchers()]
-    return [f for m in modules for f in module_dispatchers(m)] + tiles
+    kinds = ("gemm_", "direct_", "depthwise3x3_")
+    kinds += tuple(f"q{kind}" for kind in kinds) if quantized else ()
+    tiles = [d for name, unit in all_units().items() if name.startswith(kinds) for d in unit.dispatchers()]
+    return list(dict.fromkeys([f for m in modules for f in module_dispatchers(m)] + tiles))
 
 
 def needs_compiling() -> bool:

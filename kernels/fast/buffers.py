@@ -23,12 +23,14 @@ def output(out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype) -> n
     return out
 
 
-def scratch(shape: tuple[int, ...]) -> np.ndarray:
-    """A float32 work array, reused between calls with the same shape on the same thread."""
+def scratch(shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
+    """A work array (float32 unless said), reused between calls with the same shape and dtype on
+    the same thread."""
     arrays = _local.__dict__.setdefault("arrays", {})
-    if shape not in arrays:
-        arrays[shape] = np.empty(shape, dtype=np.float32)
-    return arrays[shape]
+    key = (shape, np.dtype(dtype))
+    if key not in arrays:
+        arrays[key] = np.empty(shape, dtype=dtype)
+    return arrays[key]
 
 
 def zeros(size: int) -> np.ndarray:

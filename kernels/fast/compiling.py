@@ -15,6 +15,7 @@ marker beside Numba's cache, stamped with the sources it was compiled from.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import subprocess
@@ -57,9 +58,11 @@ def units_for(kernel: str, params: object, shapes: Sequence[tuple[int, ...] | No
     """The units a call of this Numba kernel needs, given its inputs' shapes and dtypes (None: absent)."""
     if kernel == "conv2d":
         return _tile_units(params.window, shapes[0], shapes[1])
-    if kernel == "conv2d_quantized":  # its exact float32 sums come from the float tiles
-        tiles = _tile_units(params.window, shapes[0], shapes[1])
-        return (f"integer.conv2d:{np.dtype(dtypes[0]).name}", *tiles) if tiles else ()
+    if kernel == "conv2d_quantized":  # exact float32 sums on the tiles, rescaled in their epilogue or after
+        tiles, dtype = _tile_units(params.window, shapes[0], shapes[1]), np.dtype(dtypes[0]).name
+        fused = integer.conv.fuses_rescaling(params)  # None: it depends on a filter computed at run time
+        rescaling = tuple(f"q{tile}:{dtype}" for tile in tiles if fused is not False)
+        return (f"integer.conv2d:{dtype}", *(tiles if not fused else ()), *rescaling) if tiles else ()
     if kernel == "fully_connected":
         return (_tile_unit("gemm", shapes[1][0]),)
     if kernel == "fully_connected_quantized":
@@ -221,6 +224,26 @@ def _direct(tile: Tile) -> Unit:
     return Unit(f"direct_{tile.name}", lambda: [getattr(generated(), f"direct_{tile.name}")], run, seconds=6.0)
 
 
+def _rescaling_tile(kind: str, tile: Tile, dtype: type) -> Unit:
+    """A tile with the RESCALE epilogue ("qgemm_4x32:uint8"), compiled through conv2d_quantized with
+    a model's argument types: a constant filter of tile.nr channels, the float64 rescaling."""
+    from npdeeplab.kernels.integer.conv import QuantizedConvParams, shift_filter
+    from npdeeplab.kernels.windows import Window
+
+    def run() -> None:
+        size = 3 if kind == "direct" else 1
+        window = Window(size, size, 1, 1, 1, 1, size // 2, size // 2, 3, 3)
+        one = np.ones(tile.nr, dtype=np.int64)
+        p = QuantizedConvParams(window, 1, 1, 0, one << 30, -one, 0, 127, False, True)
+        w = np.ones((tile.nr, size, size, 2), dtype)
+        w.flags.writeable = False
+        p = dataclasses.replace(p, filter=shift_filter(p, w, False, np.dtype(dtype)))
+        integer.conv.conv2d_quantized(p, np.zeros((1, 3, 3, 2), dtype), w, None)
+
+    name = f"q{kind}_{tile.name}"
+    return Unit(f"{name}:{np.dtype(dtype).name}", lambda: [getattr(generated(), name)], run, seconds=6.0)
+
+
 def _register_depthwise(lanes: int) -> Unit:
     def run() -> None:
         conv.depthwise_conv2d(_conv_params(), _images(lanes), _constant(lanes), None)
@@ -326,6 +349,8 @@ def all_units() -> dict[str, Unit]:
         units += [_module_unit("integer.conv2d", integer.conv, 8.0, dtype, integer.conv.warm_up_conv2d),
                   _module_unit("integer.depthwise", integer.conv, 6.0, dtype, integer.conv.warm_up_depthwise),
                   _quantized_register_depthwise(depthwise_lanes(tiles), dtype)]
+        units += [_rescaling_tile(kind, tile, dtype) for kind in ("gemm", "direct")
+                  for tile in (tiles.wide, tiles.narrow)]
     for name, dtypes in _PER_DTYPE_MODULES.items():
         units += [_module_unit(f"integer.{name}", getattr(integer, name), 2.0, dtype) for dtype in dtypes]
     return {unit.name: unit for unit in units}

@@ -21,6 +21,8 @@ import numpy as np
 
 from npdeeplab.kernels.fast.buffers import scratch
 from npdeeplab.kernels.fast.tiles import (
+    BIAS_CLAMP,
+    RESCALE,
     MachineTiles,
     Tile,
     depthwise_lanes,
@@ -77,14 +79,15 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 
 def _load(tiles: MachineTiles) -> ModuleType:
-    body = [gemm_source(tile) for tile in (tiles.wide, tiles.narrow)]
-    body += [direct_source(tile) for tile in (tiles.wide, tiles.narrow)]
+    body = [source(tile, epilogue) for source in (gemm_source, direct_source) for epilogue in (BIAS_CLAMP, RESCALE)
+            for tile in (tiles.wide, tiles.narrow)]
     body += [depthwise_source(depthwise_lanes(tiles)), quantized_depthwise_source(depthwise_lanes(tiles))]
-    for prefix, decorator in (("def tile_", "contract_inline"), ("def row_", "contract_serial"),
-                              ("def gemm_", "contract_parallel"), ("def dtile_", "contract_inline"),
-                              ("def drow_", "contract_serial"), ("def direct_", "contract_parallel"),
-                              ("def depthwise3x3_", "contract_parallel"), ("def qdepthwise3x3_", "contract_parallel")):
-        body = [source.replace(prefix, f"@{decorator}\n{prefix}") for source in body]
+    decorators = {"tile_": "contract_inline", "row_": "contract_serial", "gemm_": "contract_parallel",
+                  "dtile_": "contract_inline", "drow_": "contract_serial", "direct_": "contract_parallel",
+                  "depthwise3x3_": "contract_parallel"}
+    for name, decorator in decorators.items():
+        for prefix in (f"def {name}", f"def q{name}"):
+            body = [source.replace(prefix, f"@{decorator}\n{prefix}") for source in body]
     path = generated_dir() / f"tiles_{tiles.isa}_{tiles.wide.name}_{tiles.narrow.name}.py"
     _write_if_changed(path, HEADER.format(isa=tiles.isa) + "\n\n".join(body))
     spec = importlib.util.spec_from_file_location(f"npdeeplab_generated_{path.stem}", path)
@@ -144,11 +147,21 @@ def gemm_bias_clamp(a: np.ndarray, w: np.ndarray, b: np.ndarray | None, low: flo
                     out: np.ndarray) -> None:
     """out[M, cout] = clamp(a[M, K] @ w.reshape(cout, K).T + b, low, high); a is C-contiguous."""
     panels, bias = packed(w, b)
+    _gemm("gemm", a, panels, (bias, np.float32(low), np.float32(high)), out)
+
+
+def gemm_rescale(a: np.ndarray, w: np.ndarray, rescaling: tuple, out: np.ndarray) -> None:
+    """out[M, cout] (8-bit) = the rescaled a[M, K] @ w.reshape(cout, K).T, sums of exact integers;
+    rescaling = (scale, start, step, threshold, low, high), the per-column ones at least as long
+    as the panels are wide (see tiles.RESCALE)."""
+    _gemm("qgemm", a, packed(w, None)[0], rescaling, out)
+
+
+def _gemm(kind: str, a: np.ndarray, panels: np.ndarray, constants: tuple, out: np.ndarray) -> None:
     tile = _tile_of(panels)
-    rows = a.shape[0]
     chunks = max(1, numba.get_num_threads() * CHUNKS_PER_THREAD)
-    chunk_rows = max(tile.mr, -(-rows // chunks // tile.mr) * tile.mr)
-    driver(tile)(a, panels, bias, np.float32(low), np.float32(high), out, _edge(out, tile), chunk_rows)
+    chunk_rows = max(tile.mr, -(-a.shape[0] // chunks // tile.mr) * tile.mr)
+    getattr(generated(), f"{kind}_{tile.name}")(a, panels, *constants, out, _edge(out, tile), chunk_rows)
 
 
 def direct_bias_clamp(padded: np.ndarray, offsets: np.ndarray, w: np.ndarray, b: np.ndarray | None, low: float,
@@ -157,12 +170,23 @@ def direct_bias_clamp(padded: np.ndarray, offsets: np.ndarray, w: np.ndarray, b:
     the filter's taps at `offsets` (flat, from an output pixel's window corner; see
     tiles.direct_source) and the window corners `strides` = (stride_h, stride_w) pixels apart."""
     panels, bias = packed(w, b)
+    _direct("direct", padded, offsets, panels, (bias, np.float32(low), np.float32(high)), out, strides)
+
+
+def direct_rescale(padded: np.ndarray, offsets: np.ndarray, w: np.ndarray, rescaling: tuple, out: np.ndarray,
+                   strides: tuple[int, int]) -> None:
+    """The same convolution of exact integers, rescaled to 8-bit out (see gemm_rescale)."""
+    _direct("qdirect", padded, offsets, packed(w, None)[0], rescaling, out, strides)
+
+
+def _direct(kind: str, padded: np.ndarray, offsets: np.ndarray, panels: np.ndarray, constants: tuple,
+            out: np.ndarray, strides: tuple[int, int]) -> None:
     tile = _tile_of(panels)
     n, hp, wp, c = padded.shape
     rows_out = out.reshape(-1, out.shape[3])
-    getattr(generated(), f"direct_{tile.name}")(
-        padded.reshape(-1), offsets, panels, bias, np.float32(low), np.float32(high), rows_out,
-        _edge(rows_out, tile), out.shape[1], out.shape[2], hp * wp * c, strides[0] * wp * c, strides[1] * c)
+    getattr(generated(), f"{kind}_{tile.name}")(
+        padded.reshape(-1), offsets, panels, *constants, rows_out, _edge(rows_out, tile), out.shape[1],
+        out.shape[2], hp * wp * c, strides[0] * wp * c, strides[1] * c)
 
 
 def _tile_of(panels: np.ndarray) -> Tile:
@@ -171,8 +195,7 @@ def _tile_of(panels: np.ndarray) -> Tile:
 
 
 def _edge(out: np.ndarray, tile: Tile) -> np.ndarray:
-    """The scratch a partial last panel is computed into (a 1 x 1 placeholder when there is none)."""
-    return scratch((out.shape[0], tile.nr)) if out.shape[1] % tile.nr else _NO_EDGE
-
-
-_NO_EDGE = np.zeros((1, 1), dtype=np.float32)
+    """The scratch a partial last panel is computed into, of out's type (1 x 1 when there is none)."""
+    if out.shape[1] % tile.nr:
+        return scratch((out.shape[0], tile.nr), out.dtype)
+    return scratch((1, 1), out.dtype)

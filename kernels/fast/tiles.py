@@ -86,9 +86,30 @@ def panel_width(tiles: MachineTiles, channels: int) -> int:
     return tile_for(tiles, channels).nr
 
 
-def _tile(header: str, k_count: str, tile: Tile, load: str) -> list[str]:
+@dataclass(frozen=True)
+class Epilogue:
+    """What a tile does with its sums: `args` name the per-column constants it takes (padded to
+    the panels' width), `loads` bind column j's into locals ({j}; `first` is the panel's first
+    column) and `store` is the value stored from the sum `{c}` of column j."""
+
+    prefix: str  # of the generated functions' names
+    args: str
+    loads: tuple[str, ...]
+    store: str
+
+
+# The float GEMM: bias, then the fused activation's clamp.
+BIAS_CLAMP = Epilogue("", "bias, low, high", ("b_{j} = bias[first + {j}]",), "clamp({c} + b_{j}, low, high)")
+# The quantized convolution (exact integer sums): MultiplyByQuantizedMultiplier, the bias and the
+# output zero point folded into `start`, in float64, as fixed_point.multiply_by_quantized_multiplier_float64.
+RESCALE = Epilogue("q", "scale, start, step, threshold, low, high",
+                   ("k_{j} = scale[first + {j}]", "s_{j} = start[first + {j}]", "d_{j} = step[first + {j}]"),
+                   "rescaled({c} * k_{j} + s_{j}, d_{j}, threshold, low, high)")
+
+
+def _tile(header: str, k_count: str, tile: Tile, load: str, epilogue: Epilogue) -> list[str]:
     """A full tile: MR*NR accumulators, the K loop (NR weights, the MR values of A that `load`
-    gives for row i, MR*NR FMAs), then bias, clamp and a store of all NR columns."""
+    gives for row i, MR*NR FMAs), then the epilogue and a store of all NR columns."""
     cells = [(i, j) for i in range(tile.mr) for j in range(tile.nr)]
     return [
         header,
@@ -99,12 +120,12 @@ def _tile(header: str, k_count: str, tile: Tile, load: str) -> list[str]:
         *[f"        a_{i} = {load.format(i=i)}" for i in range(tile.mr)],
         *[f"        c_{i}_{j} += a_{i} * w_{j}" for i, j in cells],
         f"    first = panel * {tile.nr}",
-        *[f"    b_{j} = bias[first + {j}]" for j in range(tile.nr)],
-        *[f"    out[row + {i}, col + {j}] = clamp(c_{i}_{j} + b_{j}, low, high)" for i, j in cells],
+        *[f"    {line.format(j=j)}" for line in epilogue.loads for j in range(tile.nr)],
+        *[f"    out[row + {i}, col + {j}] = {epilogue.store.format(c=f'c_{i}_{j}', j=j)}" for i, j in cells],
     ]
 
 
-def _row(header: str, k_count: str, tile: Tile, load: str) -> list[str]:
+def _row(header: str, k_count: str, tile: Tile, load: str, epilogue: Epilogue) -> list[str]:
     """One row of A against one panel, its valid columns stored: the rows after the full tiles."""
     return [
         header,
@@ -113,8 +134,9 @@ def _row(header: str, k_count: str, tile: Tile, load: str) -> list[str]:
         "    for k in range(k_count):",
         f"        a_0 = {load}",
         *[f"        c_{j} += a_0 * packed[panel, k, {j}]" for j in range(tile.nr)],
-        *[f"    if {j} < cols:\n        out[row, col + {j}] = clamp(c_{j} + bias[col + {j}], low, high)"
-          for j in range(tile.nr)],
+        "    first = col",
+        *[f"    if {j} < cols:\n" + "".join(f"        {line.format(j=j)}\n" for line in epilogue.loads)
+          + f"        out[row, col + {j}] = {epilogue.store.format(c=f'c_{j}', j=j)}" for j in range(tile.nr)],
     ]
 
 
@@ -139,25 +161,26 @@ def _panels(tile: Tile, indent: str, tiles: str, call_tile: str, leftover: list[
     ]]
 
 
-def gemm_source(tile: Tile) -> str:
+def gemm_source(tile: Tile, epilogue: Epilogue = BIAS_CLAMP) -> str:
     """Python source of `tile_<MR>x<NR>` (a full tile), `row_<MR>x<NR>` (one row) and `gemm_<MR>x<NR>` (the
-    parallel driver over row chunks and panels), for Numba to compile.
+    parallel driver over row chunks and panels), for Numba to compile; with the RESCALE epilogue,
+    `qtile_`, `qrow_` and `qgemm_`, which store 8-bit values.
 
     A full tile always stores all NR columns: the last panel of a layer whose channels are not a
-    multiple of NR is computed into `edge` (rows x NR scratch) and its valid columns copied out, so
-    the tile has no branch in its epilogue and LLVM vectorises the stores too.
+    multiple of NR is computed into `edge` (rows x NR scratch of out's type) and its valid columns
+    copied out, so the tile has no branch in its epilogue and LLVM vectorises the stores too.
     """
-    mr, nr, name = tile.mr, tile.nr, tile.name
-    common = "packed, panel, low, high, bias, out, row, col"
+    mr, nr, name, q = tile.mr, tile.nr, tile.name, epilogue.prefix
+    common = f"packed, panel, {epilogue.args}, out, row, col"
     return "\n".join([
-        *_tile(f"def tile_{name}(a, {common}):", "a.shape[1]", tile, "a[row + {i}, k]"),
+        *_tile(f"def {q}tile_{name}(a, {common}):", "a.shape[1]", tile, "a[row + {i}, k]", epilogue),
         "",
         "",
-        *_row(f"def row_{name}(a, {common}, cols):", "a.shape[1]", tile, "a[row, k]"),
+        *_row(f"def {q}row_{name}(a, {common}, cols):", "a.shape[1]", tile, "a[row, k]", epilogue),
         "",
         "",
-        f"def gemm_{name}(a, packed, bias, low, high, out, edge, chunk_rows):",
-        f'    """out = clamp(a @ B + bias), B packed in panels of {nr}; rows in chunks of chunk_rows."""',
+        f"def {q}gemm_{name}(a, packed, {epilogue.args}, out, edge, chunk_rows):",
+        f'    """out = the epilogue of a @ B, B packed in panels of {nr}; rows in chunks of chunk_rows."""',
         "    rows, channels = out.shape",
         "    chunks = (rows + chunk_rows - 1) // chunk_rows",
         "    for chunk in prange(chunks):",
@@ -165,16 +188,17 @@ def gemm_source(tile: Tile) -> str:
         "        last = min(first + chunk_rows, rows)",
         f"        full_end = first + (last - first) // {mr} * {mr}",
         *_panels(tile, "        ", f"first, full_end, {mr}",
-                 f"tile_{name}(a, packed, panel, low, high, bias, target, row, target_col)",
+                 f"{q}tile_{name}(a, packed, panel, {epilogue.args}, target, row, target_col)",
                  ["for row in range(full_end, last):",
-                  f"    row_{name}(a, packed, panel, low, high, bias, out, row, col, cols)"]),
+                  f"    {q}row_{name}(a, packed, panel, {epilogue.args}, out, row, col, cols)"]),
         "",
     ])
 
 
-def direct_source(tile: Tile) -> str:
+def direct_source(tile: Tile, epilogue: Epilogue = BIAS_CLAMP) -> str:
     """Python source of `direct_<MR>x<NR>`: a K x K convolution as the GEMM above, A read straight
-    from a zero-padded input instead of im2col's copy (with `dtile_` and `drow_`).
+    from a zero-padded input instead of im2col's copy (with `dtile_` and `drow_`; `q`-prefixed
+    with the RESCALE epilogue).
 
     Row r of A is output pixel (b, oy, ox) and column k the filter tap (ky, kx, ci); its value is
     flat[base(b, oy, ox) + offsets[k]] in the padded input, base = b*image + oy*row_step +
@@ -182,31 +206,31 @@ def direct_source(tile: Tile) -> str:
     output row, are col_step apart. Each parallel task is one output row. Indices are unsigned: a
     signed one costs a wrap-around check per load.
     """
-    mr, nr, name = tile.mr, tile.nr, tile.name
-    common = "packed, panel, low, high, bias, out, row, col"
+    mr, nr, name, q = tile.mr, tile.nr, tile.name, epilogue.prefix
+    common = f"packed, panel, {epilogue.args}, out, row, col"
     return "\n".join([
-        *_tile(f"def dtile_{name}(flat, base, step, offsets, {common}):", "offsets.shape[0]", tile,
-               "flat[np.uint64(base + {i} * step) + offsets[k]]"),
+        *_tile(f"def {q}dtile_{name}(flat, base, col_step, offsets, {common}):", "offsets.shape[0]", tile,
+               "flat[np.uint64(base + {i} * col_step) + offsets[k]]", epilogue),
         "",
         "",
-        *_row(f"def drow_{name}(flat, base, offsets, {common}, cols):", "offsets.shape[0]", tile,
-              "flat[np.uint64(base) + offsets[k]]"),
+        *_row(f"def {q}drow_{name}(flat, base, offsets, {common}, cols):", "offsets.shape[0]", tile,
+              "flat[np.uint64(base) + offsets[k]]", epilogue),
         "",
         "",
-        f"def direct_{name}(flat, offsets, packed, bias, low, high, out, edge, out_h, out_w, image, row_step,"
+        f"def {q}direct_{name}(flat, offsets, packed, {epilogue.args}, out, edge, out_h, out_w, image, row_step,"
         " col_step):",
-        f'    """out[(b*out_h + oy)*out_w + ox] = clamp(the convolution + bias); B in panels of {nr}."""',
+        f'    """out[(b*out_h + oy)*out_w + ox] = the epilogue of the convolution; B in panels of {nr}."""',
         "    rows, channels = out.shape",
         f"    full = out_w // {mr} * {mr}",
         "    for line in prange(rows // out_w):",
         "        base = line // out_h * image + line % out_h * row_step",
         "        first = line * out_w",
         *_panels(tile, "        ", f"first, first + full, {mr}",
-                 f"dtile_{name}(flat, base + (row - first) * col_step, col_step, offsets, packed, panel, low, high, "
-                 "bias, target, row, target_col)",
+                 f"{q}dtile_{name}(flat, base + (row - first) * col_step, col_step, offsets, packed, panel, "
+                 f"{epilogue.args}, target, row, target_col)",
                  ["for row in range(first + full, first + out_w):",
-                  f"    drow_{name}(flat, base + (row - first) * col_step, offsets, packed, panel, low, high, bias, "
-                  "out, row, col, cols)"]),
+                  f"    {q}drow_{name}(flat, base + (row - first) * col_step, offsets, packed, panel, "
+                  f"{epilogue.args}, out, row, col, cols)"]),
         "",
     ])
 

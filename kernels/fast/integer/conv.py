@@ -35,8 +35,8 @@ from numba import prange
 from npdeeplab.kernels.fast.buffers import output
 from npdeeplab.kernels.fast.config import parallel, serial
 from npdeeplab.kernels.fast.conv import on_tiles, tap_offsets, uses_register_kernel, zero_padded
-from npdeeplab.kernels.fast.gemm import direct_bias_clamp, gemm_bias_clamp, generated
-from npdeeplab.kernels.fast.tiles import depthwise_lanes, machine_tiles
+from npdeeplab.kernels.fast.gemm import direct_bias_clamp, direct_rescale, gemm_bias_clamp, gemm_rescale, generated
+from npdeeplab.kernels.fast.tiles import depthwise_lanes, machine_tiles, panel_width
 from npdeeplab.kernels.fixed_point import float64_rescaling_constants
 from npdeeplab.kernels.integer import conv as reference
 from npdeeplab.kernels.integer.conv import QuantizedConvParams, ShiftedFilter, shift_filter
@@ -58,22 +58,44 @@ def conv2d_quantized(
     out = output(out, (n, win.out_h, win.out_w, cout), x.dtype)
     if rows == 0:
         return out
-    sums = _work("sums", (len(f.chunks), rows, cout))
     filters = constant_chunk_filters(f) if f is p.filter else chunk_filters(f)
+    q = _rescaling(p, b, cout)
+    fused = len(f.chunks) == 1 and q[0]  # the rescaling in the tiles' epilogue
+    sums = None if fused else _work("sums", (len(f.chunks), rows, cout))
     if _is_pointwise(win):
         patches = _work("patches", (rows, depth))
         _shift(np.ascontiguousarray(x).reshape(rows, depth), np.float32(p.input_offset), patches)
+        if fused:
+            gemm_rescale(patches, filters[0], _epilogue(q), out.reshape(rows, cout))
+            return out
         for k, (start, stop) in enumerate(f.chunks):
             a = patches if len(f.chunks) == 1 else np.ascontiguousarray(patches[:, start:stop])
             gemm_bias_clamp(a, filters[k], None, -np.inf, np.inf, sums[k])
     else:  # the shifted input in a border of shifted zero points (0.0), read in place by the direct GEMM
         padded = zero_padded(x, win, w.shape[1], w.shape[2], p.input_offset)
         offsets = tap_offsets(w.shape[1], w.shape[2], win.dilation_h, win.dilation_w, padded.shape[2], x.shape[3])
+        strides = (win.stride_h, win.stride_w)
+        if fused:
+            direct_rescale(padded, offsets, filters[0], _epilogue(q), out, strides)
+            return out
         for k, (start, stop) in enumerate(f.chunks):
             direct_bias_clamp(padded, offsets[start:stop], filters[k], None, -np.inf, np.inf,
-                              sums[k].reshape(n, win.out_h, win.out_w, cout), (win.stride_h, win.stride_w))
-    _requantize(sums, _rescaling(p, b, cout), out.reshape(rows, cout))
+                              sums[k].reshape(n, win.out_h, win.out_w, cout), strides)
+    _requantize(sums, q, out.reshape(rows, cout))
     return out
+
+
+def fuses_rescaling(p: QuantizedConvParams) -> bool | None:
+    """Whether conv2d_quantized rescales in the tiles' epilogue (one K chunk, the float64
+    rescaling); None when that depends on a filter known only at run time."""
+    if not p.float64_exact:
+        return False
+    return None if p.filter is None else len(p.filter.chunks) == 1
+
+
+def _epilogue(q: tuple) -> tuple:
+    """The RESCALE epilogue's constants (tiles.RESCALE) from a float64 rescaling's."""
+    return (*q[1:5], *q[6:8])
 
 
 def chunk_filters(f: ShiftedFilter) -> list[np.ndarray]:
@@ -189,7 +211,9 @@ def _rescaling_constants(p: QuantizedConvParams, b: np.ndarray | None, channels:
     bias = np.zeros(channels, np.int64) if b is None else b.astype(np.int64)
     floats, ints = np.zeros(0, np.float64), np.zeros(0, np.int64)
     if p.float64_exact:  # fixed_point.multiply_by_quantized_multiplier_float64, bias and zero point folded
-        scale, start, step, threshold = float64_rescaling_constants(p.multiplier, p.shift, bias, p.output_offset)
+        scale, start, step, threshold = (
+            _padded(v, channels) if np.ndim(v) else v
+            for v in float64_rescaling_constants(p.multiplier, p.shift, bias, p.output_offset))
         negative = p.act_min < p.output_offset  # else the negative case is clamped away
         floating = (scale, start, step, threshold, negative, float(p.act_min), float(p.act_max))
         return (True, *floating, ints, ints, ints, ints, ints, ints, 0, 0, 0, False)
@@ -198,6 +222,15 @@ def _rescaling_constants(p: QuantizedConvParams, b: np.ndarray | None, channels:
     integer = (bias, p.multiplier.astype(np.int64), np.maximum(shift, 0), up, down, 31 + right, p.output_offset,
                p.act_min, p.act_max, p.wraps)
     return (False, floats, floats, floats, 0.0, False, 0.0, 0.0, *integer)
+
+
+def _padded(values: np.ndarray, channels: int) -> np.ndarray:
+    """Per-channel constants with zeros after the last channel, as far as the GEMM's last panel
+    reaches (its epilogue reads a whole panel's columns)."""
+    width = panel_width(machine_tiles(), channels)
+    padded = np.zeros(-(-channels // width) * width, np.float64)
+    padded[:channels] = np.broadcast_to(values, channels)
+    return padded
 
 
 @serial(inline="always", fastmath=EXACT)
