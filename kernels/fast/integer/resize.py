@@ -43,11 +43,30 @@ def quantized_resize_nearest_neighbor(
 
 @parallel
 def _bilinear_uint8(x, y0, y1, dy, x0, x1, dx, out):  # noqa: ANN001, ANN202
+    """TFLite's float formula per element, x00*(1-wy)*(1-wx) + x10*wy*(1-wx) + x01*(1-wy)*wx +
+    x11*wy*wx + 1/2, truncated. Upsampling (out_w >= the input's width), each output row first
+    takes the products by (1 - wy) and wy of its two input rows, once per input pixel, rounded
+    as the formula's first multiplies are; every output then needs only the multiplies by its wx."""
     n, out_h, out_w, channels = out.shape
+    width = x.shape[2]
     one, half = np.float32(1), np.float32(0.5)
     for row in prange(n * out_h):
         b, oy = row // out_h, row % out_h
         top, bottom, wy = y0[oy], y1[oy], dy[oy]
+        if out_w >= width:
+            upper = np.empty((width, channels), dtype=np.float32)  # x[top] * (1 - wy)
+            lower = np.empty((width, channels), dtype=np.float32)  # x[bottom] * wy
+            for i in range(width):
+                for c in range(channels):
+                    upper[i, c] = np.float32(x[b, top, i, c]) * (one - wy)
+                    lower[i, c] = np.float32(x[b, bottom, i, c]) * wy
+            for ox in range(out_w):
+                left, right, wx = x0[ox], x1[ox], dx[ox]
+                for c in range(channels):
+                    total = (upper[left, c] * (one - wx) + lower[left, c] * (one - wx) + upper[right, c] * wx
+                             + lower[right, c] * wx + half)
+                    out[b, oy, ox, c] = np.int32(total)  # truncation; total is in [0, 256)
+            continue
         for ox in range(out_w):
             left, right, wx = x0[ox], x1[ox], dx[ox]
             for c in range(channels):
@@ -58,7 +77,7 @@ def _bilinear_uint8(x, y0, y1, dy, x0, x1, dx, out):  # noqa: ANN001, ANN202
                     + np.float32(x[b, bottom, right, c]) * wy * wx
                     + half
                 )
-                out[b, oy, ox, c] = np.int32(total)  # truncation; total is in [0, 256)
+                out[b, oy, ox, c] = np.int32(total)
 
 
 @parallel
