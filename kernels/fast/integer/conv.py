@@ -4,8 +4,10 @@ CONV_2D: the zero-point-shifted input goes to float32 (a cast; for K x K windows
 shifted zero points, read in place by the GEMM's direct twin, as float convolutions are), the
 float register-tiled GEMM (kernels/fast/gemm.py) multiplies it by the shifted filter matrix
 (exact: ShiftedFilter.chunks keeps every partial sum below 2**24, and a fused multiply-add of
-exact integers is exact), and one Numba pass rescales the sums to the output type. Measured on the
-dm05 shapes, float32 sums beat int32-accumulating Numba loops 1.5-4x even where K is 8; float64
+exact integers is exact). With one K chunk and the float64 rescaling (dm05's every convolution)
+the tiles rescale in their epilogue (tiles.RESCALE) and store 8-bit values; otherwise they store
+float32 sums and one Numba pass rescales them (the fused epilogue saved 1-2.5 ms of dm05's ~17
+and the 12.7 MB sums array of its op 3, peak RSS 361 -> 189 MB). Measured on the dm05 shapes, float32 sums beat int32-accumulating Numba loops 1.5-4x even where K is 8; float64
 3x slower. BLAS's sgemm did the same sums as fast, but its threads and Numba's took turns on the
 two cores: a 0.2 ms product took 1.6 ms inside the model (dm05: 28 ms against 14 with the tiles).
 DEPTHWISE_CONV_2D with a 3x3 filter of at least a vector of channels (multiplier 1, the float64
