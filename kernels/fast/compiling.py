@@ -15,7 +15,6 @@ marker beside Numba's cache, stamped with the sources it was compiled from.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import subprocess
@@ -225,20 +224,9 @@ def _direct(tile: Tile) -> Unit:
 
 
 def _rescaling_tile(kind: str, tile: Tile, dtype: type) -> Unit:
-    """A tile with the RESCALE epilogue ("qgemm_4x32:uint8"), compiled through conv2d_quantized with
-    a model's argument types: a constant filter of tile.nr channels, the float64 rescaling."""
-    from npdeeplab.kernels.integer.conv import QuantizedConvParams, shift_filter
-    from npdeeplab.kernels.windows import Window
-
+    """A tile with the RESCALE epilogue, e.g. "qgemm_4x32:uint8"."""
     def run() -> None:
-        size = 3 if kind == "direct" else 1
-        window = Window(size, size, 1, 1, 1, 1, size // 2, size // 2, 3, 3)
-        one = np.ones(tile.nr, dtype=np.int64)
-        p = QuantizedConvParams(window, 1, 1, 0, one << 30, -one, 0, 127, False, True)
-        w = np.ones((tile.nr, size, size, 2), dtype)
-        w.flags.writeable = False
-        p = dataclasses.replace(p, filter=shift_filter(p, w, False, np.dtype(dtype)))
-        integer.conv.conv2d_quantized(p, np.zeros((1, 3, 3, 2), dtype), w, None)
+        integer.conv.warm_up_rescaling_tile(kind, tile.nr, (dtype,))
 
     name = f"q{kind}_{tile.name}"
     return Unit(f"{name}:{np.dtype(dtype).name}", lambda: [getattr(generated(), name)], run, seconds=6.0)

@@ -7,9 +7,10 @@ float register-tiled GEMM (kernels/fast/gemm.py) multiplies it by the shifted fi
 exact integers is exact). With one K chunk and the float64 rescaling (dm05's every convolution)
 the tiles rescale in their epilogue (tiles.RESCALE) and store 8-bit values; otherwise they store
 float32 sums and one Numba pass rescales them (the fused epilogue saved 1-2.5 ms of dm05's ~17
-and the 12.7 MB sums array of its op 3, peak RSS 361 -> 189 MB). Measured on the dm05 shapes, float32 sums beat int32-accumulating Numba loops 1.5-4x even where K is 8; float64
-3x slower. BLAS's sgemm did the same sums as fast, but its threads and Numba's took turns on the
-two cores: a 0.2 ms product took 1.6 ms inside the model (dm05: 28 ms against 14 with the tiles).
+and the 12.7 MB sums array of its op 3, peak RSS 361 -> 189 MB). Measured on the dm05 shapes,
+float32 sums beat int32-accumulating Numba loops 1.5-4x even where K is 8; float64 3x slower.
+BLAS's sgemm did the same sums as fast, but its threads and Numba's took turns on the two cores:
+a 0.2 ms product took 1.6 ms inside the model (dm05: 28 ms against 14 with the tiles).
 DEPTHWISE_CONV_2D with a 3x3 filter of at least a vector of channels (multiplier 1, the float64
 rescaling) runs the register kernel of kernels/fast/tiles.py (`qdepthwise3x3_<lanes>`), which reads
 the 8-bit input and rescales in its epilogue: dm05's first depthwise layer went from 1.4 to 0.3 ms.
@@ -26,6 +27,7 @@ value. Every float operation here is on exact integers, so fused multiply-adds (
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import threading
@@ -396,6 +398,21 @@ def warm_up_conv2d(dtypes: tuple[type, ...] = (np.uint8, np.int8)) -> None:
                                     exact)
             _requantize(np.zeros((1, 3, 2), np.float32), _rescaling_constants(p, _constant_bias(), 2),
                         np.zeros((3, 2), dtype))
+
+
+def warm_up_rescaling_tile(kind: str, channels: int, dtypes: tuple[type, ...] = (np.uint8, np.int8)) -> None:
+    """conv2d_quantized on a tile with the rescaling in its epilogue ("gemm": 1x1, "direct": 3x3),
+    as a model calls it: a constant filter of `channels` outputs (the tile's width), the float64
+    rescaling."""
+    size = 3 if kind == "direct" else 1
+    window = Window(size, size, 1, 1, 1, 1, size // 2, size // 2, 3, 3)
+    one = np.ones(channels, dtype=np.int64)
+    for dtype in dtypes:
+        p = QuantizedConvParams(window, 1, 1, 0, one << 30, -one, 0, 127, False, True)
+        w = np.ones((channels, size, size, 2), dtype)
+        w.flags.writeable = False
+        p = dataclasses.replace(p, filter=shift_filter(p, w, False, np.dtype(dtype)))
+        conv2d_quantized(p, np.zeros((1, 3, 3, 2), dtype), w, None)
 
 
 def warm_up_register_depthwise(lanes: int, dtypes: tuple[type, ...] = (np.uint8, np.int8)) -> None:
