@@ -143,7 +143,7 @@ def test_depthwise_conv2d(case: Case) -> None:
 @st.composite
 def register_depthwise_cases(draw: Callable) -> Case:
     """3x3 depthwise, multiplier 1, 16 to 40 channels: the Numba backend's register kernel (blocks
-    of a vector's lanes, the last overlapping), its inside and border pixels, both rescalings."""
+    of a vector's lanes, the last overlapping), its inside and border pixels, every activation."""
     case = draw(conv_cases(depthwise=True))
     case.update(kernel=(3, 3), multiplier=1, channels=draw(st.integers(16, 40)))
     case["stride"] = tuple(min(s, 2) for s in case["stride"])

@@ -225,11 +225,13 @@ def _direct(tile: Tile) -> Unit:
 
 def _rescaling_tile(kind: str, tile: Tile, dtype: type) -> Unit:
     """A tile with the RESCALE epilogue, e.g. "qgemm_4x32:uint8"."""
-    def run() -> None:
-        integer.conv.warm_up_rescaling_tile(kind, tile.nr, (dtype,))
+    return _quantized_generated(f"q{kind}_{tile.name}", dtype, 6.0,
+                                lambda: integer.conv.warm_up_rescaling_tile(kind, tile.nr, (dtype,)))
 
-    name = f"q{kind}_{tile.name}"
-    return Unit(f"{name}:{np.dtype(dtype).name}", lambda: [getattr(generated(), name)], run, seconds=6.0)
+
+def _quantized_generated(name: str, dtype: type, seconds: float, run: Callable[[], None]) -> Unit:
+    """A generated kernel's unit for one input type: `name` in the generated module."""
+    return Unit(f"{name}:{np.dtype(dtype).name}", lambda: [getattr(generated(), name)], run, seconds)
 
 
 def _register_depthwise(lanes: int) -> Unit:
@@ -240,11 +242,8 @@ def _register_depthwise(lanes: int) -> Unit:
 
 
 def _quantized_register_depthwise(lanes: int, dtype: type) -> Unit:
-    def run() -> None:
-        integer.conv.warm_up_register_depthwise(lanes, (dtype,))
-
-    name = f"qdepthwise3x3_{lanes}"
-    return Unit(f"{name}:{np.dtype(dtype).name}", lambda: [getattr(generated(), name)], run, seconds=9.0)
+    return _quantized_generated(f"qdepthwise3x3_{lanes}", dtype, 9.0,
+                                lambda: integer.conv.warm_up_register_depthwise(lanes, (dtype,)))
 
 
 def _float_kernel_units() -> list[Unit]:

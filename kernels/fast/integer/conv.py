@@ -98,7 +98,8 @@ def fuses_rescaling(p: QuantizedConvParams) -> bool | None:
 
 
 def _epilogue(q: tuple) -> tuple:
-    """The RESCALE epilogue's constants (tiles.RESCALE) from a float64 rescaling's."""
+    """(scale, start, step, threshold, low, high) from a float64 rescaling's constants: what the
+    tiles' RESCALE epilogue and the register depthwise kernel take."""
     return (*q[1:5], *q[6:8])
 
 
@@ -130,7 +131,7 @@ def depthwise_conv2d_quantized(
     q = _rescaling(p, b, cout)
     if on_register_kernel(p, x.shape, w.shape):
         kernel = getattr(generated(), f"qdepthwise3x3_{depthwise_lanes(machine_tiles())}")
-        kernel(np.ascontiguousarray(x), taps, offset_sums, np.float32(p.input_offset), *q[1:5], *q[6:8], out,
+        kernel(np.ascontiguousarray(x), taps, offset_sums, np.float32(p.input_offset), *_epilogue(q), out,
                *_window_args(win))
         return out
     _depthwise(np.ascontiguousarray(x), taps, taps.dtype.type(p.input_offset), offset_sums, cout // cin,
