@@ -139,40 +139,40 @@ def test_generated_source_is_rewritten_only_when_it_changes(tmp_path: object) ->
 @pytest.mark.skipif(MACHINE.isa not in ("avx512", "avx2"), reason="the instruction check reads x86 assembly")
 @pytest.mark.parametrize("kind", ["gemm", "direct"])
 def test_the_k_loop_is_broadcasts_loads_and_vector_fmas(tmp_path: object, kind: str) -> None:
-    """Compiled afresh (no cache), the narrow tile's K loop has no gather, no scalar FMA and no
-    repacking of accumulators: what the SLP vectoriser and `prefer-no-gather` are switched on for.
-    The direct tile (A read from the padded input at tap offsets) too."""
+    """Compiled afresh (no cache), as the engine compiles it (the tile inlined into its driver), the
+    narrow tile's K loop has no gather, no scalar FMA and no repacking of accumulators: what the SLP
+    vectoriser and `prefer-no-gather` are switched on for. The direct tile (A read from the padded
+    input at tap offsets) too. The K loop is the loop (a block that jumps back to its own label)
+    with the most FMAs."""
     script = textwrap.dedent(f"""
-        import importlib.util, re, sys
+        import re
         import numpy as np
-        from npdeeplab.kernels.fast import gemm, tiles
+        from npdeeplab.kernels.conv import ConvParams
+        from npdeeplab.kernels.fast import conv, gemm, tiles
+        from npdeeplab.kernels.windows import Window
         tile = tiles.machine_tiles().narrow
-        source = tiles.gemm_source(tile) + "\\n\\n" + tiles.direct_source(tile)
-        for prefix in ("def tile_", "def row_", "def dtile_", "def drow_"):
-            source = source.replace(prefix, "@contract_serial\\n" + prefix)
-        for prefix in ("def gemm_", "def direct_"):
-            source = source.replace(prefix, "@contract_parallel\\n" + prefix)
-        path = {str(tmp_path / "probe.py")!r}
-        open(path, "w").write(gemm.HEADER.format(isa="probe") + source)
-        spec = importlib.util.spec_from_file_location("probe", path)
-        module = importlib.util.module_from_spec(spec); sys.modules["probe"] = module; spec.loader.exec_module(module)
-        a = np.ones((tile.mr, 8), np.float32); packed = gemm.pack_panels(np.ones((tile.nr, 8), np.float32), tile.nr)
-        out = np.empty((tile.mr, tile.nr), np.float32); bias = np.zeros(tile.nr, np.float32)
+        w = np.ones((tile.nr, 3, 3, 8) if {kind!r} == "direct" else (tile.nr, 8), np.float32)
+        w.flags.writeable = False
         if {kind!r} == "gemm":
-            f = getattr(module, "tile_" + tile.name)
-            f(a, packed, 0, bias, np.float32(0), np.float32(6), out, 0, 0)
+            gemm.gemm_bias_clamp(np.ones((9, 8), np.float32), w, None, 0.0, 6.0, np.empty((9, tile.nr), np.float32))
         else:
-            f = getattr(module, "dtile_" + tile.name)
-            offsets = np.arange(8, dtype=np.uint64); offsets.flags.writeable = False
-            f(a.reshape(-1), 0, 8, offsets, packed, 0, bias, np.float32(0), np.float32(6), out, 0, 0)
+            conv.conv2d(ConvParams(Window(3, 3, 1, 1, 1, 1, 1, 1, 3, 3), 0.0, 6.0), np.ones((1, 3, 3, 8), np.float32),
+                        w, None)
+        f = getattr(gemm.generated(), {kind!r} + "_" + tile.name)
         asm = f.inspect_asm(f.signatures[0]).splitlines()
-        fma = [i for i, line in enumerate(asm) if re.search(r"vfmadd\\d+ps", line)]
-        start = max(i for i in range(fma[0]) if re.match(r"^\\.LBB\\d+_\\d+:", asm[i]))
-        end = min(i for i in range(fma[0], len(asm)) if re.match(r"^\\s+j\\w+\\s+\\.LBB", asm[i]))
-        print("\\n".join(line for line in asm[start:end] if line.startswith("\\t")))
+        loops, label, block = [], None, []
+        for line in asm:
+            found = re.match(r"^(\\.LBB\\d+_\\d+):", line)
+            if found:
+                label, block = found.group(1), []
+            elif line.startswith("\\t"):
+                block.append(line)
+                if label and re.match(r"^\\s+j\\w+\\s+" + re.escape(label) + r"$", line):
+                    loops.append(block)
+        print("\\n".join(max(loops, key=lambda b: sum("vfmadd" in line for line in b))))
     """)
     environment = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "NPDEEPLAB_CACHE": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=300)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     loop = done.stdout.splitlines()
     vector = "zmm" if MACHINE.isa == "avx512" else "ymm"

@@ -3,6 +3,8 @@
 1x1 stride-1 convolutions are the register-tiled GEMM of kernels/fast/gemm.py; those with a K x K
 window run its direct twin, which reads each tile's rows of A from a zero-padded copy of the input
 (no im2col matrix: for the seed model's stem that was 1.8 MB written and read back per inference).
+Both write each output pixel's channels as one row, so `out` may be a slice of a concatenation's
+buffer along the channels (buffers.output_rows): the concatenation then copies nothing.
 
 Depthwise convolutions accumulate taps in TFLite's reference order, skipping those outside the
 input: 3x3 filters of at least a vector of channels run the register kernel of kernels/fast/tiles.py,
@@ -19,7 +21,7 @@ from numba import prange
 
 from npdeeplab.kernels import conv as reference
 from npdeeplab.kernels.conv import ConvParams
-from npdeeplab.kernels.fast.buffers import output, scratch, zeros
+from npdeeplab.kernels.fast.buffers import output, output_rows, scratch, zeros
 from npdeeplab.kernels.fast.config import parallel, serial
 from npdeeplab.kernels.fast.gemm import direct_bias_clamp, gemm_bias_clamp, generated
 from npdeeplab.kernels.fast.tiles import depthwise_lanes, machine_tiles
@@ -31,15 +33,14 @@ def conv2d(
     win = p.window
     if not on_tiles(win, x.shape, w.shape) or not reference.has_finite_filter(p, w):
         return reference.conv2d(p, x, w, b)  # grouped, a huge border, or Inf/NaN weights: rare
-    n, cout = x.shape[0], w.shape[0]
-    rows = n * win.out_h * win.out_w
-    out = output(out, (n, win.out_h, win.out_w, cout), np.float32)
+    out, rows = output_rows(out, (x.shape[0], win.out_h, win.out_w, w.shape[0]), np.float32)
     if is_pointwise(win):
-        gemm_bias_clamp(np.ascontiguousarray(x).reshape(rows, -1), w, b, p.act_min, p.act_max, out.reshape(rows, cout))
+        gemm_bias_clamp(np.ascontiguousarray(x).reshape(rows.shape[0], -1), w, b, p.act_min, p.act_max, rows)
     else:
         padded = zero_padded(x, win, w.shape[1], w.shape[2])
         offsets = tap_offsets(w.shape[1], w.shape[2], win.dilation_h, win.dilation_w, padded.shape[2], x.shape[3])
-        direct_bias_clamp(padded, offsets, w, b, p.act_min, p.act_max, out, (win.stride_h, win.stride_w))
+        direct_bias_clamp(padded, offsets, w, b, p.act_min, p.act_max, rows, (win.out_h, win.out_w),
+                          (win.stride_h, win.stride_w))
     return out
 
 

@@ -19,7 +19,7 @@ from types import ModuleType
 import numba
 import numpy as np
 
-from npdeeplab.kernels.fast.buffers import scratch
+from npdeeplab.kernels.fast.buffers import flat_rows, scratch
 from npdeeplab.kernels.fast.tiles import (
     BIAS_CLAMP,
     RESCALE,
@@ -145,7 +145,8 @@ def packed(w: np.ndarray, b: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]
 
 def gemm_bias_clamp(a: np.ndarray, w: np.ndarray, b: np.ndarray | None, low: float, high: float,
                     out: np.ndarray) -> None:
-    """out[M, cout] = clamp(a[M, K] @ w.reshape(cout, K).T + b, low, high); a is C-contiguous."""
+    """out[M, cout] = clamp(a[M, K] @ w.reshape(cout, K).T + b, low, high); a is C-contiguous, out's
+    rows are contiguous and may be a stride apart (a slice of a concatenation's buffer)."""
     panels, bias = packed(w, b)
     _gemm("gemm", a, panels, (bias, np.float32(low), np.float32(high)), out)
 
@@ -161,32 +162,35 @@ def _gemm(kind: str, a: np.ndarray, panels: np.ndarray, constants: tuple, out: n
     tile = _tile_of(panels)
     chunks = max(1, numba.get_num_threads() * CHUNKS_PER_THREAD)
     chunk_rows = max(tile.mr, -(-a.shape[0] // chunks // tile.mr) * tile.mr)
-    getattr(generated(), f"{kind}_{tile.name}")(a, panels, *constants, out, _edge(out, tile), chunk_rows)
+    flat, ldc = flat_rows(out)
+    getattr(generated(), f"{kind}_{tile.name}")(a, panels, *constants, flat, ldc, out.shape[1], _edge(out, tile),
+                                                 chunk_rows)
 
 
 def direct_bias_clamp(padded: np.ndarray, offsets: np.ndarray, w: np.ndarray, b: np.ndarray | None, low: float,
-                      high: float, out: np.ndarray, strides: tuple[int, int]) -> None:
-    """out[N, OH, OW, cout] = clamp(the convolution of the zero-padded input [N, Hp, Wp, C] + b),
-    the filter's taps at `offsets` (flat, from an output pixel's window corner; see
-    tiles.direct_source) and the window corners `strides` = (stride_h, stride_w) pixels apart."""
+                      high: float, rows: np.ndarray, out_hw: tuple[int, int], strides: tuple[int, int]) -> None:
+    """rows[N*OH*OW, cout] = clamp(the convolution of the zero-padded input [N, Hp, Wp, C] + b),
+    out_hw = (OH, OW), the filter's taps at `offsets` (flat, from an output pixel's window corner;
+    see tiles.direct_source) and the window corners `strides` = (stride_h, stride_w) pixels apart;
+    rows are contiguous, and may be a stride apart (see gemm_bias_clamp)."""
     panels, bias = packed(w, b)
-    _direct("direct", padded, offsets, panels, (bias, np.float32(low), np.float32(high)), out, strides)
+    _direct("direct", padded, offsets, panels, (bias, np.float32(low), np.float32(high)), rows, out_hw, strides)
 
 
-def direct_rescale(padded: np.ndarray, offsets: np.ndarray, w: np.ndarray, rescaling: tuple, out: np.ndarray,
-                   strides: tuple[int, int]) -> None:
-    """The same convolution of exact integers, rescaled to 8-bit out (see gemm_rescale)."""
-    _direct("qdirect", padded, offsets, packed(w, None)[0], rescaling, out, strides)
+def direct_rescale(padded: np.ndarray, offsets: np.ndarray, w: np.ndarray, rescaling: tuple, rows: np.ndarray,
+                   out_hw: tuple[int, int], strides: tuple[int, int]) -> None:
+    """The same convolution of exact integers, rescaled to 8-bit rows (see gemm_rescale)."""
+    _direct("qdirect", padded, offsets, packed(w, None)[0], rescaling, rows, out_hw, strides)
 
 
 def _direct(kind: str, padded: np.ndarray, offsets: np.ndarray, panels: np.ndarray, constants: tuple,
-            out: np.ndarray, strides: tuple[int, int]) -> None:
+            rows: np.ndarray, out_hw: tuple[int, int], strides: tuple[int, int]) -> None:
     tile = _tile_of(panels)
     n, hp, wp, c = padded.shape
-    rows_out = out.reshape(-1, out.shape[3])
+    flat, ldc = flat_rows(rows)
     getattr(generated(), f"{kind}_{tile.name}")(
-        padded.reshape(-1), offsets, panels, *constants, rows_out, _edge(rows_out, tile), out.shape[1],
-        out.shape[2], hp * wp * c, strides[0] * wp * c, strides[1] * c)
+        padded.reshape(-1), offsets, panels, *constants, flat, ldc, rows.shape[1], _edge(rows, tile), out_hw[0],
+        out_hw[1], hp * wp * c, strides[0] * wp * c, strides[1] * c)
 
 
 def _tile_of(panels: np.ndarray) -> Tile:
@@ -195,7 +199,8 @@ def _tile_of(panels: np.ndarray) -> Tile:
 
 
 def _edge(out: np.ndarray, tile: Tile) -> np.ndarray:
-    """The scratch a partial last panel is computed into, of out's type (1 x 1 when there is none)."""
+    """The scratch a partial last panel is computed into, rows x NR flat, of out's type (one
+    element when there is none)."""
     if out.shape[1] % tile.nr:
-        return scratch((out.shape[0], tile.nr), out.dtype)
-    return scratch((1, 1), out.dtype)
+        return scratch((out.shape[0] * tile.nr,), out.dtype)
+    return scratch((1,), out.dtype)

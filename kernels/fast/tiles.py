@@ -9,8 +9,9 @@ memory instead: every FMA would load and store it.
 
 B is packed once per weight tensor into panels `[P, K, NR]` (output channels padded with zeros to
 a multiple of NR), so the K loop reads NR contiguous weights. The epilogue adds the bias, clamps to
-the fused activation and writes straight into C, which may be a strided view (a concatenation's
-slice). Rows past the last full tile run a one-row kernel; the last panel of a layer whose
+the fused activation and writes straight into C, which is flat with a row stride `ldc`: C's rows
+may be longer than the layer's channels, as a concatenation's buffer is, whose slice a tile fills
+in place. Rows past the last full tile run a one-row kernel; the last panel of a layer whose
 channels are not a multiple of NR is computed into a scratch tile and its valid columns copied.
 The tile is inlined into the driver, from one call site: called, it cost more than its K loop
 when K is 8 to 16.
@@ -121,7 +122,8 @@ def _tile(header: str, k_count: str, tile: Tile, load: str, epilogue: Epilogue) 
         *[f"        c_{i}_{j} += a_{i} * w_{j}" for i, j in cells],
         f"    first = panel * {tile.nr}",
         *[f"    {line.format(j=j)}" for line in epilogue.loads for j in range(tile.nr)],
-        *[f"    out[row + {i}, col + {j}] = {epilogue.store.format(c=f'c_{i}_{j}', j=j)}" for i, j in cells],
+        *[f"    at_{i} = np.uint64((row + {i}) * ldc + col)" for i in range(tile.mr)],
+        *[f"    out[at_{i} + np.uint64({j})] = {epilogue.store.format(c=f'c_{i}_{j}', j=j)}" for i, j in cells],
     ]
 
 
@@ -136,7 +138,8 @@ def _row(header: str, k_count: str, tile: Tile, load: str, epilogue: Epilogue) -
         *[f"        c_{j} += a_0 * packed[panel, k, {j}]" for j in range(tile.nr)],
         "    first = col",
         *[f"    if {j} < cols:\n" + "".join(f"        {line.format(j=j)}\n" for line in epilogue.loads)
-          + f"        out[row, col + {j}] = {epilogue.store.format(c=f'c_{j}', j=j)}" for j in range(tile.nr)],
+          + f"        out[np.uint64(row * ldc + col + {j})] = {epilogue.store.format(c=f'c_{j}', j=j)}"
+          for j in range(tile.nr)],
     ]
 
 
@@ -151,12 +154,13 @@ def _panels(tile: Tile, indent: str, tiles: str, call_tile: str, leftover: list[
         f"    whole = cols == {nr}",
         "    target = out if whole else edge",
         "    target_col = col if whole else 0",
+        f"    target_ldc = ldc if whole else {nr}",
         f"    for row in range({tiles}):",
         f"        {call_tile}",
         "        if not whole:",
         f"            for i in range(row, row + {mr}):",
         "                for j in range(cols):",
-        "                    out[i, col + j] = edge[i, j]",
+        f"                    out[np.uint64(i * ldc + col + j)] = edge[np.uint64(i * {nr} + j)]",
         *["    " + line for line in leftover],
     ]]
 
@@ -171,7 +175,7 @@ def gemm_source(tile: Tile, epilogue: Epilogue = BIAS_CLAMP) -> str:
     copied out, so the tile has no branch in its epilogue and LLVM vectorises the stores too.
     """
     mr, nr, name, q = tile.mr, tile.nr, tile.name, epilogue.prefix
-    common = f"packed, panel, {epilogue.args}, out, row, col"
+    common = f"packed, panel, {epilogue.args}, out, ldc, row, col"
     return "\n".join([
         *_tile(f"def {q}tile_{name}(a, {common}):", "a.shape[1]", tile, "a[row + {i}, k]", epilogue),
         "",
@@ -179,18 +183,19 @@ def gemm_source(tile: Tile, epilogue: Epilogue = BIAS_CLAMP) -> str:
         *_row(f"def {q}row_{name}(a, {common}, cols):", "a.shape[1]", tile, "a[row, k]", epilogue),
         "",
         "",
-        f"def {q}gemm_{name}(a, packed, {epilogue.args}, out, edge, chunk_rows):",
-        f'    """out = the epilogue of a @ B, B packed in panels of {nr}; rows in chunks of chunk_rows."""',
-        "    rows, channels = out.shape",
+        f"def {q}gemm_{name}(a, packed, {epilogue.args}, out, ldc, channels, edge, chunk_rows):",
+        f'    """out[row * ldc + column] = the epilogue of (a @ B)[row, column], B packed in panels of {nr}; rows in'
+        ' chunks of chunk_rows."""',
+        "    rows = a.shape[0]",
         "    chunks = (rows + chunk_rows - 1) // chunk_rows",
         "    for chunk in prange(chunks):",
         "        first = chunk * chunk_rows",
         "        last = min(first + chunk_rows, rows)",
         f"        full_end = first + (last - first) // {mr} * {mr}",
         *_panels(tile, "        ", f"first, full_end, {mr}",
-                 f"{q}tile_{name}(a, packed, panel, {epilogue.args}, target, row, target_col)",
+                 f"{q}tile_{name}(a, packed, panel, {epilogue.args}, target, target_ldc, row, target_col)",
                  ["for row in range(full_end, last):",
-                  f"    {q}row_{name}(a, packed, panel, {epilogue.args}, out, row, col, cols)"]),
+                  f"    {q}row_{name}(a, packed, panel, {epilogue.args}, out, ldc, row, col, cols)"]),
         "",
     ])
 
@@ -207,7 +212,7 @@ def direct_source(tile: Tile, epilogue: Epilogue = BIAS_CLAMP) -> str:
     signed one costs a wrap-around check per load.
     """
     mr, nr, name, q = tile.mr, tile.nr, tile.name, epilogue.prefix
-    common = f"packed, panel, {epilogue.args}, out, row, col"
+    common = f"packed, panel, {epilogue.args}, out, ldc, row, col"
     return "\n".join([
         *_tile(f"def {q}dtile_{name}(flat, base, col_step, offsets, {common}):", "offsets.shape[0]", tile,
                "flat[np.uint64(base + {i} * col_step) + offsets[k]]", epilogue),
@@ -217,20 +222,21 @@ def direct_source(tile: Tile, epilogue: Epilogue = BIAS_CLAMP) -> str:
               "flat[np.uint64(base) + offsets[k]]", epilogue),
         "",
         "",
-        f"def {q}direct_{name}(flat, offsets, packed, {epilogue.args}, out, edge, out_h, out_w, image, row_step,"
-        " col_step):",
-        f'    """out[(b*out_h + oy)*out_w + ox] = the epilogue of the convolution; B in panels of {nr}."""',
-        "    rows, channels = out.shape",
+        f"def {q}direct_{name}(flat, offsets, packed, {epilogue.args}, out, ldc, channels, edge, out_h, out_w, image,"
+        " row_step, col_step):",
+        f'    """out[((b*out_h + oy)*out_w + ox) * ldc + column] = the epilogue of the convolution; B in panels of'
+        f' {nr}."""',
+        "    rows = out_h * out_w * (flat.shape[0] // image)",
         f"    full = out_w // {mr} * {mr}",
         "    for line in prange(rows // out_w):",
         "        base = line // out_h * image + line % out_h * row_step",
         "        first = line * out_w",
         *_panels(tile, "        ", f"first, first + full, {mr}",
                  f"{q}dtile_{name}(flat, base + (row - first) * col_step, col_step, offsets, packed, panel, "
-                 f"{epilogue.args}, target, row, target_col)",
+                 f"{epilogue.args}, target, target_ldc, row, target_col)",
                  ["for row in range(first + full, first + out_w):",
                   f"    {q}drow_{name}(flat, base + (row - first) * col_step, offsets, packed, panel, "
-                  f"{epilogue.args}, out, row, col, cols)"]),
+                  f"{epilogue.args}, out, ldc, row, col, cols)"]),
         "",
     ])
 

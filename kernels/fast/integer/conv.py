@@ -36,7 +36,7 @@ from collections.abc import Callable
 import numpy as np
 from numba import prange
 
-from npdeeplab.kernels.fast.buffers import output
+from npdeeplab.kernels.fast.buffers import output, output_rows
 from npdeeplab.kernels.fast.config import parallel, serial
 from npdeeplab.kernels.fast.conv import on_tiles, tap_offsets, uses_register_kernel, zero_padded
 from npdeeplab.kernels.fast.gemm import direct_bias_clamp, direct_rescale, gemm_bias_clamp, gemm_rescale, generated
@@ -59,18 +59,22 @@ def conv2d_quantized(
     f = p.filter or shift_filter(p, w, False, x.dtype)
     n, cout = x.shape[0], w.shape[0]
     rows, depth = n * win.out_h * win.out_w, f.matrix.shape[0]
-    out = output(out, (n, win.out_h, win.out_w, cout), x.dtype)
-    if rows == 0:
-        return out
     filters = constant_chunk_filters(f) if f is p.filter else chunk_filters(f)
     q = _rescaling(p, b, cout)
     fused = len(f.chunks) == 1 and q[0]  # the rescaling in the tiles' epilogue
+    if fused:  # the tiles write rows, so `out` may be a concatenation's slice (see fast/conv.py)
+        out, out_rows = output_rows(out, (n, win.out_h, win.out_w, cout), x.dtype)
+    else:
+        out = output(out if out is None or out.flags.c_contiguous else None, (n, win.out_h, win.out_w, cout), x.dtype)
+        out_rows = out.reshape(rows, cout)
+    if rows == 0:
+        return out
     sums = None if fused else _work("sums", (len(f.chunks), rows, cout))
     if _is_pointwise(win):
         patches = _work("patches", (rows, depth))
         _shift(np.ascontiguousarray(x).reshape(rows, depth), np.float32(p.input_offset), patches)
         if fused:
-            gemm_rescale(patches, filters[0], _epilogue(q), out.reshape(rows, cout))
+            gemm_rescale(patches, filters[0], _epilogue(q), out_rows)
             return out
         for k, (start, stop) in enumerate(f.chunks):
             a = patches if len(f.chunks) == 1 else np.ascontiguousarray(patches[:, start:stop])
@@ -80,12 +84,12 @@ def conv2d_quantized(
         offsets = tap_offsets(w.shape[1], w.shape[2], win.dilation_h, win.dilation_w, padded.shape[2], x.shape[3])
         strides = (win.stride_h, win.stride_w)
         if fused:
-            direct_rescale(padded, offsets, filters[0], _epilogue(q), out, strides)
+            direct_rescale(padded, offsets, filters[0], _epilogue(q), out_rows, (win.out_h, win.out_w), strides)
             return out
         for k, (start, stop) in enumerate(f.chunks):
-            direct_bias_clamp(padded, offsets[start:stop], filters[k], None, -np.inf, np.inf,
-                              sums[k].reshape(n, win.out_h, win.out_w, cout), strides)
-    _requantize(sums, q, out.reshape(rows, cout))
+            direct_bias_clamp(padded, offsets[start:stop], filters[k], None, -np.inf, np.inf, sums[k],
+                              (win.out_h, win.out_w), strides)
+    _requantize(sums, q, out_rows)
     return out
 
 
