@@ -19,6 +19,9 @@ class ReshapeParams:
 @dataclass(frozen=True)
 class ConcatParams:
     axis: int  # non-negative
+    # per input: already in its slice of the output, written there by its producer (an arena
+    # plan's in-place concatenation, npdeeplab.runtime.plan.in_place_concatenations); () for none
+    in_place: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -9,4 +9,14 @@ from npdeeplab.kernels.shape import ConcatParams
 
 
 def concatenation(p: ConcatParams, *xs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    return np.concatenate(xs, axis=p.axis, out=out)
+    """The inputs along p.axis, into `out`; those p.in_place marks are there already (their
+    producers wrote them into their slices of `out`), so only the others are copied."""
+    if out is None or not any(p.in_place):
+        return np.concatenate(xs, axis=p.axis, out=out)
+    start = 0
+    for x, in_place in zip(xs, p.in_place, strict=True):
+        width = x.shape[p.axis]
+        if not in_place:
+            out[(slice(None),) * p.axis + (slice(start, start + width),)] = x
+        start += width
+    return out

@@ -89,6 +89,16 @@ def compile_units_needed(kernels: Mapping[str, Callable], steps: Sequence[Prepar
     return needed
 
 
+def slice_kernels(backend: str, kernels: Mapping[str, Callable]) -> frozenset[str]:
+    """Kernels in this table that write their output into a slice of a larger buffer in place:
+    the Numba backend's own (not another numerics' replacement of one of them)."""
+    if backend != "numba":
+        return frozenset()
+    from npdeeplab.kernels.fast import NUMBA_KERNELS, WRITES_CHANNEL_SLICES
+
+    return frozenset(name for name in WRITES_CHANNEL_SLICES if kernels.get(name) is NUMBA_KERNELS.get(name))
+
+
 def out_kernels(backend: str) -> frozenset[str]:
     """Kernels of this backend that write into a caller's buffer (`out=`)."""
     if backend == "numba":

@@ -20,11 +20,11 @@ from npdeeplab.errors import InputError, ModelError, NotAllocatedError
 from npdeeplab.model.ir import Model, OpNode, Subgraph, TensorInfo
 from npdeeplab.model.loader import load_model
 from npdeeplab.ops import PreparedOp
-from npdeeplab.runtime.backends import compile_ahead, kernel_table, out_kernels, resolve_backend
+from npdeeplab.runtime.backends import compile_ahead, kernel_table, out_kernels, resolve_backend, slice_kernels
 from npdeeplab.runtime.fold import fold_float16_weights
 from npdeeplab.runtime.graph import prepare_graph
 from npdeeplab.runtime.numerics import apply_numerics, numerics_kernels, resolve_numerics
-from npdeeplab.runtime.plan import MemoryPlan, check_memory, plan_memory
+from npdeeplab.runtime.plan import MemoryPlan, check_memory, in_place_concatenations, mark_in_place, plan_memory
 from npdeeplab.runtime.threads import thread_limits
 
 
@@ -47,8 +47,10 @@ class GraphRunner:
     """One prepared subgraph with its tensor values.
 
     With an arena (kernels that accept `out=`, and intermediates not preserved), every
-    activation lives in a buffer shared by lifetime, allocated once: invoke allocates nothing.
-    Otherwise each op's result is kept until its last reader has run, then dropped.
+    activation lives in a buffer shared by lifetime, allocated once: invoke allocates nothing;
+    the inputs of a channel concatenation made by kernels that write slices (`writes_slices`)
+    are views of its buffer, so it copies nothing (plan.in_place_concatenations). Otherwise each
+    op's result is kept until its last reader has run, then dropped.
     """
 
     def __init__(
@@ -59,11 +61,13 @@ class GraphRunner:
         preserve_all_tensors: bool = False,
         max_memory: int | None = None,
         numerics: str = "reference",
+        writes_slices: frozenset[str] = frozenset(),
     ) -> None:
         self.graph, self.folded_ops = fold_float16_weights(graph)
         self.numerics = numerics
         self.kernels = kernels
         self.writes_into = writes_into
+        self.writes_slices = writes_slices & writes_into
         self.preserve_all_tensors = preserve_all_tensors
         self.max_memory = max_memory
         self.prepare({})
@@ -72,11 +76,15 @@ class GraphRunner:
         """Prepare and plan for these input shapes; on a ModelError nothing has changed."""
         steps, tensors = prepare_graph(self.graph, input_shapes)
         steps = apply_numerics(self.numerics, steps, tensors)
-        memory = plan_memory(self.graph, steps, tensors)
+        aliases = {}
+        if self.uses_arena:
+            aliases = in_place_concatenations(self.graph, steps, tensors, lambda s: s.kernel in self.writes_slices)
+            steps = mark_in_place(steps, aliases)
+        memory = plan_memory(self.graph, steps, tensors, aliases)
         keep_all = self.preserve_all_tensors
         check_memory(memory, tensors, keep_all, self.max_memory)
         self.input_shapes = dict(input_shapes)
-        self.steps, self.tensors, self.memory = steps, tensors, memory
+        self.steps, self.tensors, self.memory, self.aliases = steps, tensors, memory, aliases
         self.release = [[] if keep_all else memory.release_after(i) for i in range(len(steps))]
         self.values: list[np.ndarray | None] = [t.data for t in tensors]
         self.buffers: dict[int, np.ndarray] = {}
@@ -93,6 +101,9 @@ class GraphRunner:
                 tensor = self.tensors[index]
                 nbytes = tensor.size * tensor.dtype.itemsize
                 self.buffers[index] = slots[slot][:nbytes].view(tensor.dtype).reshape(tensor.shape)
+            for index, alias in self.aliases.items():
+                width = self.tensors[index].shape[-1]
+                self.buffers[index] = self.buffers[alias.concat][..., alias.start:alias.start + width]
         for index in self.graph.inputs:
             tensor = self.tensors[index]
             self.values[index] = self.buffers.get(index, np.zeros(tensor.shape, dtype=tensor.dtype))
@@ -179,7 +190,7 @@ class Interpreter:
         self._kernels = {**kernel_table(self.backend), **numerics_kernels(self.numerics)}
         self._runner = GraphRunner(
             self.model.main, self._kernels, out_kernels(self.backend), experimental_preserve_all_tensors, max_memory,
-            self.numerics,
+            self.numerics, slice_kernels(self.backend, self._kernels),
         )
         self._compile_ahead()
         self._hooks: list[Hook] = []

@@ -1,13 +1,19 @@
 """The execution plan's memory side: when each activation is born and dies, how little memory
 the activations need when buffers are shared by tensors whose lifetimes do not overlap (what
 TFLite's arena planner does), and the limit that refuses, at load, a plan this machine cannot
-hold. Sizes are Python ints, so a shape of 60000 x 60000 x 64 cannot wrap around."""
+hold. Sizes are Python ints, so a shape of 60000 x 60000 x 64 cannot wrap around.
+
+A concatenation along the channels whose inputs come from kernels that write a slice of a larger
+buffer (the GEMM's convolutions: ASPP's branches) becomes free: those inputs live in their slices of
+the concatenation's buffer, which is born when the first of them is made."""
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 
 from npdeeplab.errors import InputError, ModelError
 from npdeeplab.model.ir import Subgraph, TensorInfo
@@ -31,8 +37,53 @@ class MemoryPlan:
         return [t for t, last in self.last_use.items() if last == step]
 
 
-def plan_memory(graph: Subgraph, steps: list[PreparedOp], tensors: list[TensorInfo]) -> MemoryPlan:
-    """Greedy best-fit assignment of activations to shared slots, in execution order."""
+@dataclass(frozen=True)
+class InPlace:
+    """A concatenation's input that lives in its slice of the concatenation's output."""
+
+    concat: int  # the concatenation's output tensor
+    start: int  # where the slice starts along the last axis
+
+
+def in_place_concatenations(graph: Subgraph, steps: list[PreparedOp], tensors: list[TensorInfo],
+                            writes_slices: Callable[[PreparedOp], bool]) -> dict[int, InPlace]:
+    """The inputs of channel concatenations (kernel "concatenation", last axis) that their
+    producers can write straight into the concatenation's buffer: an activation made alone by a
+    step that `writes_slices`, read by nothing but this concatenation (once), and neither a graph
+    input nor a graph output (the concatenation's output may be one)."""
+    readers = Counter(i for step in steps for i in step.op.inputs if i != -1)
+    producers = {step.op.outputs[0]: step for step in steps if len(step.op.outputs) == 1}
+    kept = set(graph.inputs) | set(graph.outputs)
+    aliases: dict[int, InPlace] = {}
+    for step in steps:
+        if step.kernel != "concatenation" or step.params.axis != len(tensors[step.op.outputs[0]].shape) - 1:
+            continue
+        output = step.op.outputs[0]
+        start = 0
+        for index in step.inputs:
+            producer = producers.get(index)
+            if (producer is not None and index not in kept and readers[index] == 1 and step.inputs.count(index) == 1
+                    and writes_slices(producer)):
+                aliases[index] = InPlace(output, start)
+            start += tensors[index].shape[-1]
+    return aliases
+
+
+def mark_in_place(steps: list[PreparedOp], aliases: Mapping[int, InPlace]) -> list[PreparedOp]:
+    """The steps with each concatenation told which of its inputs are in place already."""
+    marked = []
+    for step in steps:
+        in_place = tuple(index in aliases for index in step.inputs) if step.kernel == "concatenation" else ()
+        marked.append(replace(step, params=replace(step.params, in_place=in_place)) if any(in_place) else step)
+    return marked
+
+
+def plan_memory(graph: Subgraph, steps: list[PreparedOp], tensors: list[TensorInfo],
+                aliases: Mapping[int, InPlace] | None = None) -> MemoryPlan:
+    """Greedy best-fit assignment of activations to shared slots, in execution order. `aliases`
+    (in_place_concatenations) get no slot of their own: they live in their concatenation's, which
+    is then born with the first of them."""
+    aliases = aliases or {}
     end = len(steps)
     last_use: dict[int, int] = {}
     for position, step in enumerate(steps):
@@ -46,7 +97,10 @@ def plan_memory(graph: Subgraph, steps: list[PreparedOp], tensors: list[TensorIn
     slot_bytes: list[int] = []
     slot_free_at: list[int] = []  # step after which the slot's current tenant is dead
     slots: dict[int, int] = {}
-    produced = [(position, index) for position, step in enumerate(steps) for index in step.op.outputs]
+    born = {index: position for position, step in enumerate(steps) for index in step.op.outputs}
+    for index, alias in aliases.items():
+        born[alias.concat] = min(born[alias.concat], born.pop(index))
+    produced = sorted(((position, index) for index, position in born.items()), key=lambda entry: entry[0])
     for position, index in [(-1, i) for i in graph.inputs] + produced:
         size = tensors[index].size * tensors[index].dtype.itemsize
         free = [s for s in range(len(slot_bytes)) if slot_free_at[s] < position]
