@@ -1,5 +1,6 @@
-"""A channel concatenation whose inputs are convolutions costs no copy: the Numba backend's GEMM
-writes each into its slice of the concatenation's buffer (npdeeplab.runtime.plan.in_place_concatenations).
+"""A channel concatenation whose inputs are convolutions or bilinear resizes costs no copy: the Numba
+backend writes each into its slice of the concatenation's buffer
+(npdeeplab.runtime.plan.in_place_concatenations).
 
 Held against LiteRT's reference kernels, against the same engine with the arena off (every tensor
 its own array, nothing aliased: the same kernels, so the same bits), and for which inputs may not
@@ -34,9 +35,9 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 
 def aspp_like(extra_reader: bool = False, concat_is_output: bool = False, axis: int = 3) -> tuple[GraphBuilder, dict]:
-    """x -> [1x1 conv (5 channels), x itself, 3x3 conv (7 channels, the direct tile)] concatenated,
-    then a 1x1 conv; optionally the first conv also read by an ADD, or the concatenation a graph
-    output."""
+    """x -> [1x1 conv (5 channels), x itself, 3x3 conv (7 channels, the direct tile), image pooling
+    (average to 1x1, bilinear resize back: 4 channels)] concatenated, then a 1x1 conv; optionally
+    the first conv also read by an ADD, or the concatenation a graph output."""
     rng = np.random.default_rng(7)
     b = GraphBuilder()
     x = b.add_input("x", (1, 6, 9, 4))
@@ -47,7 +48,10 @@ def aspp_like(extra_reader: bool = False, concat_is_output: bool = False, axis: 
         return b.add_op("CONV_2D", [x, w, bias], padding="SAME", fused_activation_function="RELU6")
 
     pointwise, window = conv("pointwise", 5, 1), conv("window", 7, 3)
-    inputs = [pointwise, x, window] if axis == 3 else [x, x]
+    pooled = b.add_op("AVERAGE_POOL_2D", [x], padding="VALID", stride_h=1, stride_w=1, filter_height=6, filter_width=9)
+    size = b.add_constant("size", np.array([6, 9], np.int32))
+    image = b.add_op("RESIZE_BILINEAR", [pooled, size], align_corners=True)
+    inputs = [pointwise, x, window, image] if axis == 3 else [x, x]
     joined = b.add_op("CONCATENATION", inputs, axis=axis)
     head = b.add_constant("head_w", rng.standard_normal((3, 1, 1, b.shape(joined)[3])).astype(np.float32))
     y = b.add_op("CONV_2D", [joined, head, b.add_constant("head_b", np.zeros(3, np.float32))], padding="VALID")
@@ -57,7 +61,7 @@ def aspp_like(extra_reader: bool = False, concat_is_output: bool = False, axis: 
     if concat_is_output:
         outputs.append(joined)
     b.mark_outputs(*outputs)
-    return b, {"x": x, "pointwise": pointwise, "window": window, "joined": joined}
+    return b, {"x": x, "pointwise": pointwise, "window": window, "image": image, "joined": joined}
 
 
 def run(builder: GraphBuilder, x: np.ndarray, **options: object) -> tuple[Interpreter, list[np.ndarray]]:
@@ -85,11 +89,11 @@ def test_the_convolutions_write_into_their_slices(concat_is_output: bool) -> Non
     it, got = run(builder, IMAGE)
     runner = it._runner
     assert {i: (a.concat, a.start) for i, a in runner.aliases.items()} == {
-        t["pointwise"]: (t["joined"], 0), t["window"]: (t["joined"], 9)}  # x, a graph input, is copied
-    for index in (t["pointwise"], t["window"]):
+        t["pointwise"]: (t["joined"], 0), t["window"]: (t["joined"], 9), t["image"]: (t["joined"], 16)}
+    for index in (t["pointwise"], t["window"], t["image"]):
         assert np.shares_memory(runner.buffers[index], runner.buffers[t["joined"]])
     concat = next(s for s in runner.steps if s.op.kind == "CONCATENATION")
-    assert concat.params.in_place == (True, False, True)
+    assert concat.params.in_place == (True, False, True, True)  # x, a graph input, is copied
     joined = it.get_tensor(t["joined"]) if concat_is_output else None
     it.invoke()  # a second invoke: the slices are written again, not accumulated
     again = [it.get_tensor(d["index"]) for d in it.get_output_details()]
@@ -105,7 +109,7 @@ def test_the_convolutions_write_into_their_slices(concat_is_output: bool) -> Non
 def test_an_input_read_elsewhere_or_a_graph_input_is_copied() -> None:
     builder, t = aspp_like(extra_reader=True)
     it, got = run(builder, IMAGE)
-    assert set(it._runner.aliases) == {t["window"]}  # the ADD reads the pointwise conv too
+    assert set(it._runner.aliases) == {t["window"], t["image"]}  # the ADD reads the pointwise conv too
     for a, expected in zip(got, litert(builder, IMAGE), strict=True):
         np.testing.assert_allclose(a, expected, rtol=1e-5, atol=1e-5)
 
@@ -121,11 +125,13 @@ def test_no_aliases_without_the_arena_or_along_another_axis() -> None:
 
 @pytest.mark.parametrize("name", ["deeplabv3_257_mv_gpu", "deeplabv3_mnv2_dm05_pascal_quant"])
 def test_aspp_concatenation_of_the_deeplab_models(name: str, shared_models_dir: Path) -> None:
-    """ASPP's 1x1 branch is written into the concatenation in place (its image-pooling branch, a
-    RESIZE_BILINEAR, is still copied), and the segmentation is the same bits as without."""
+    """ASPP's branches are written into the concatenation in place, and the segmentation is the
+    same bits as without: both in the float model (image pooling ends in a RESIZE_BILINEAR, then
+    the 1x1 conv); the 1x1 conv only in dm05, whose image pooling ends in a QUANTIZE."""
     path = shared_models_dir / f"{name}.tflite"
     it = Interpreter(model_path=path, backend="numba")
-    assert [(it.tensors[a.concat].shape[-1], a.start) for a in it._runner.aliases.values()] == [(512, 256)]
+    slices = sorted((it.tensors[a.concat].shape[-1], a.start) for a in it._runner.aliases.values())
+    assert slices == ([(512, 0), (512, 256)] if "gpu" in name else [(512, 256)])
     details = it.get_input_details()[0]
     rng = np.random.default_rng(0)
     if details["dtype"] == np.float32:

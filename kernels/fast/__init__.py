@@ -89,7 +89,7 @@ def warm_up() -> None:
 # Kernels that write into a caller's buffer when given `out=`, and of those, the ones that write a
 # slice of a larger buffer along its last axis in place (buffers.output_rows): a concatenation's
 # inputs made by them cost no copy (npdeeplab.runtime.plan.in_place_concatenations).
-WRITES_CHANNEL_SLICES = frozenset({"conv2d", "conv2d_quantized"})
+WRITES_CHANNEL_SLICES = frozenset({"conv2d", "conv2d_quantized", "resize_bilinear", "quantized_resize_bilinear"})
 ACCEPTS_OUT = frozenset(
     {"conv2d", "depthwise_conv2d", "average_pool2d", "max_pool2d", "resize_bilinear", "resize_nearest_neighbor",
      "add", "sub", "mul", "relu", "relu6", "relu_n1_to_1", "softmax", "arg_max", "arg_min", "concatenation"}

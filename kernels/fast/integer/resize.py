@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 from numba import prange
 
-from npdeeplab.kernels.fast.buffers import output
+from npdeeplab.kernels.fast.buffers import flat_rows, output, output_rows
 from npdeeplab.kernels.fast.config import parallel
 from npdeeplab.kernels.integer.resize import (
     QuantizedBilinearParams,
@@ -20,8 +20,8 @@ from npdeeplab.kernels.resize import nearest_indices
 
 
 def quantized_resize_bilinear(p: QuantizedBilinearParams, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    out = output(out, (x.shape[0], p.out_h, p.out_w, x.shape[3]), x.dtype)
-    _bilinear_uint8(x, p.y0, p.y1, p.wy, p.x0, p.x1, p.wx, out)
+    out, rows = output_rows(out, (x.shape[0], p.out_h, p.out_w, x.shape[3]), x.dtype)
+    _bilinear_uint8(x, p.y0, p.y1, p.wy, p.x0, p.x1, p.wx, *flat_rows(rows), p.out_h, p.out_w)
     return out
 
 
@@ -42,13 +42,13 @@ def quantized_resize_nearest_neighbor(
 
 
 @parallel
-def _bilinear_uint8(x, y0, y1, dy, x0, x1, dx, out):  # noqa: ANN001, ANN202
+def _bilinear_uint8(x, y0, y1, dy, x0, x1, dx, out, ldc, out_h, out_w):  # noqa: ANN001, ANN202
     """TFLite's float formula per element, x00*(1-wy)*(1-wx) + x10*wy*(1-wx) + x01*(1-wy)*wx +
     x11*wy*wx + 1/2, truncated. Upsampling (out_w >= the input's width), each output row first
     takes the products by (1 - wy) and wy of its two input rows, once per input pixel, rounded
-    as the formula's first multiplies are; every output then needs only the multiplies by its wx."""
-    n, out_h, out_w, channels = out.shape
-    width = x.shape[2]
+    as the formula's first multiplies are; every output then needs only the multiplies by its wx.
+    out is flat, pixel p's channel c at p * ldc + c (its channels may be a slice of longer rows)."""
+    n, width, channels = x.shape[0], x.shape[2], x.shape[3]
     one, half = np.float32(1), np.float32(0.5)
     for row in prange(n * out_h):
         b, oy = row // out_h, row % out_h
@@ -62,13 +62,15 @@ def _bilinear_uint8(x, y0, y1, dy, x0, x1, dx, out):  # noqa: ANN001, ANN202
                     lower[i, c] = np.float32(x[b, bottom, i, c]) * wy
             for ox in range(out_w):
                 left, right, wx = x0[ox], x1[ox], dx[ox]
+                at = np.uint64((row * out_w + ox) * ldc)
                 for c in range(channels):
                     total = (upper[left, c] * (one - wx) + lower[left, c] * (one - wx) + upper[right, c] * wx
                              + lower[right, c] * wx + half)
-                    out[b, oy, ox, c] = np.int32(total)  # truncation; total is in [0, 256)
+                    out[at + np.uint64(c)] = np.int32(total)  # truncation; total is in [0, 256)
             continue
         for ox in range(out_w):
             left, right, wx = x0[ox], x1[ox], dx[ox]
+            at = np.uint64((row * out_w + ox) * ldc)
             for c in range(channels):
                 total = (
                     np.float32(x[b, top, left, c]) * (one - wy) * (one - wx)
@@ -77,7 +79,7 @@ def _bilinear_uint8(x, y0, y1, dy, x0, x1, dx, out):  # noqa: ANN001, ANN202
                     + np.float32(x[b, bottom, right, c]) * wy * wx
                     + half
                 )
-                out[b, oy, ox, c] = np.int32(total)
+                out[at + np.uint64(c)] = np.int32(total)
 
 
 @parallel
