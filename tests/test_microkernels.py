@@ -99,15 +99,15 @@ def conv_case(size: int, channels: int, stride: int, dilation: int, padding: str
     return ConvParams(window, 0.0, 6.0), floats(2, size, size, channels)
 
 
-@pytest.mark.parametrize("channels", [5, 16, 17, 40, 72])
+@pytest.mark.parametrize("channels", [5, 16, 17, 40, 72, 100])
 @pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), (1, 2), (1, 4)])
 @pytest.mark.parametrize("size, padding", [(9, "SAME"), (12, "VALID"), (3, "SAME")])
 def test_depthwise_register_kernel_matches_the_specification(
     channels: int, stride: int, dilation: int, size: int, padding: str
 ) -> None:
     """The register kernel's blocks of lanes, the last overlapping the one before (17, 40, 72
-    channels), and fewer channels than a vector (the loops), with border pixels, on inputs where the
-    interior is large, thin or empty."""
+    channels), fewer channels than a vector (the loops), and on AVX2 the loops for 72 and 100
+    channels, with border pixels, on inputs where the interior is large, thin or empty."""
     if padding == "VALID" and 2 * dilation + 1 > size:
         pytest.skip("the window does not fit")
     p, x = conv_case(size, channels, stride, dilation, padding)
@@ -115,6 +115,27 @@ def test_depthwise_register_kernel_matches_the_specification(
     expected = reference.depthwise_conv2d(p, x, w, b)
     got = fast.depthwise_conv2d(p, x, w, b)
     close(got, expected, 9)
+
+
+@pytest.mark.parametrize("channels", [8, 64, 100])
+@pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), (1, 4)])
+def test_depthwise_loops_match_the_specification_and_the_register_kernel(
+    channels: int, stride: int, dilation: int
+) -> None:
+    """The loop nest, which runs the wide layers on AVX2, on every machine: against the reference
+    within float rounding, and, where the register kernel fits, bit for bit against it (the same
+    sums in the same order, both with fused multiply-adds)."""
+    p, x = conv_case(13, channels, stride, dilation, "SAME")
+    w, b = floats(1, 3, 3, channels), floats(channels)
+    w.flags.writeable = False
+    got = np.empty((2, p.window.out_h, p.window.out_w, channels), np.float32)
+    fast._depthwise(x, w[0], b, 1, *fast.window_args(p.window), np.float32(0), np.float32(6), got)
+    close(got, reference.depthwise_conv2d(p, x, w, b), 9)
+    if fast.uses_register_kernel(w.shape, channels):
+        register = np.empty_like(got)
+        kernel = getattr(gemm.generated(), f"depthwise3x3_{MACHINE.vector_floats}")
+        kernel(x, w[0], b, np.float32(0), np.float32(6), register, *fast.window_args(p.window))
+        np.testing.assert_array_equal(got, register)
 
 
 @pytest.mark.parametrize("kernel, stride", [(3, 2), (3, 1), (1, 1), (5, 2)])

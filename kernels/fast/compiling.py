@@ -67,7 +67,7 @@ def units_for(kernel: str, params: object, shapes: Sequence[tuple[int, ...] | No
     if kernel == "fully_connected_quantized":
         return (f"integer.fully_connected:{np.dtype(dtypes[0]).name}", _tile_unit("gemm", shapes[1][0]))
     if kernel == "depthwise_conv2d":
-        if conv.uses_register_kernel(shapes[1], shapes[0][3]):
+        if conv.runs_register_kernel(shapes[1], shapes[0][3]):
             return (f"depthwise3x3_{depthwise_lanes(machine_tiles())}",)
         return ("depthwise",)
     if kernel == "depthwise_conv2d_quantized" and integer.conv.on_register_kernel(params, shapes[0], shapes[1]):

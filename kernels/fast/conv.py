@@ -9,7 +9,8 @@ buffer along the channels (buffers.output_rows): the concatenation then copies n
 Depthwise convolutions accumulate taps in TFLite's reference order, skipping those outside the
 input: 3x3 filters of at least a vector of channels run the register kernel of kernels/fast/tiles.py,
 in blocks of a vector's lanes (the last block overlapping the one before); other windows and
-multipliers, and narrower layers, run NHWC loops with channels innermost.
+multipliers, narrower layers, and on AVX2 layers of 64 channels or more (faster there: see
+tiles.MachineTiles.depthwise_loops_from), run NHWC loops with channels innermost.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from numba import prange
 from npdeeplab.kernels import conv as reference
 from npdeeplab.kernels.conv import ConvParams
 from npdeeplab.kernels.fast.buffers import output, output_rows, scratch, zeros
-from npdeeplab.kernels.fast.config import parallel, serial
+from npdeeplab.kernels.fast.config import contract_parallel, contract_serial, serial
 from npdeeplab.kernels.fast.gemm import direct_bias_clamp, gemm_bias_clamp, generated
 from npdeeplab.kernels.fast.tiles import depthwise_lanes, machine_tiles
 
@@ -88,19 +89,27 @@ def depthwise_conv2d(
     cout = w.shape[3]
     out = output(out, (x.shape[0], win.out_h, win.out_w, cout), np.float32)
     bias, low, high = _bias(b, cout), np.float32(p.act_min), np.float32(p.act_max)
-    if uses_register_kernel(w.shape, x.shape[3]):
+    if runs_register_kernel(w.shape, x.shape[3]):
         kernel = getattr(generated(), f"depthwise3x3_{depthwise_lanes(machine_tiles())}")
         kernel(np.ascontiguousarray(x), w[0], bias, low, high, out, *window_args(win))
     else:
-        _depthwise(x, w[0], bias, cout // x.shape[3], *window_args(win), low, high, out)
+        taps = np.ascontiguousarray(w[0])
+        _depthwise(np.ascontiguousarray(x), taps, bias, cout // x.shape[3], *window_args(win), low, high, out)
     return out
 
 
 def uses_register_kernel(filter_shape: tuple[int, ...], in_channels: int) -> bool:
-    """Whether a depthwise filter [1, KH, KW, Cout] runs the register kernel (3x3, multiplier 1, at
-    least a vector of channels) rather than the loops."""
+    """Whether a depthwise filter [1, KH, KW, Cout] fits the register kernels (3x3, multiplier 1, at
+    least a vector of channels)."""
     _, kh, kw, cout = filter_shape
     return (kh, kw) == (3, 3) and cout == in_channels and cout >= depthwise_lanes(machine_tiles())
+
+
+def runs_register_kernel(filter_shape: tuple[int, ...], in_channels: int) -> bool:
+    """Whether a float depthwise convolution runs the register kernel rather than the loops: where
+    it fits, and the layer is narrower than the machine's `depthwise_loops_from` (see tiles.py)."""
+    wide = machine_tiles().depthwise_loops_from
+    return uses_register_kernel(filter_shape, in_channels) and (wide is None or filter_shape[3] < wide)
 
 
 def is_pointwise(win: object) -> bool:
@@ -115,45 +124,58 @@ def _bias(b: np.ndarray | None, channels: int) -> np.ndarray:
     return zeros(channels) if b is None else b
 
 
-@parallel
+@contract_parallel
 def _depthwise(x, w, bias, multiplier, sh, sw, dh, dw, pad_top, pad_left, low, high, out):  # noqa: ANN001, ANN202
-    """Any window and multiplier (the register kernel takes 3x3 filters of a vector of channels or more)."""
-    n, height, width, _ = x.shape
+    """Any window and multiplier, one task per output row, channels innermost: a 3x3 window inside
+    the input sums its nine taps written out, reading x, w and out through flat views at unsigned
+    offsets (signed ones cost a wrap-around check per element), other pixels tap by tap."""
+    n, height, width, channels = x.shape
     kh, kw, cout = w.shape
     out_h, out_w = out.shape[1], out.shape[2]
     three_by_three = kh == 3 and kw == 3 and multiplier == 1
+    flat_x, flat_w, flat_out = x.reshape(x.size), w.reshape(w.size), out.reshape(out.size)
+    row_step, column_step = np.uint64(dh * width * channels), np.uint64(dw * channels)
     for row in prange(n * out_h):
         b, oy = row // out_h, row % out_h
         top = oy * sh - pad_top
         acc = np.empty(cout, dtype=np.float32)
         for ox in range(out_w):
             left = ox * sw - pad_left
+            at = np.uint64(((b * out_h + oy) * out_w + ox) * cout)
             if three_by_three and top >= 0 and top + 2 * dh < height and left >= 0 and left + 2 * dw < width:
-                _depthwise_3x3_inside(x, w, b, top, left, dh, dw, acc)
-            else:
-                _depthwise_taps(x, w, b, top, left, dh, dw, multiplier, acc)
+                corner = np.uint64(((b * height + top) * width + left) * channels)
+                _depthwise_3x3_inside(flat_x, flat_w, bias, low, high, flat_out, at, corner, row_step, column_step)
+                continue
+            _depthwise_taps(x, w, b, top, left, dh, dw, multiplier, acc)
             for c in range(cout):
-                out[b, oy, ox, c] = min(max(acc[c] + bias[c], low), high)
+                flat_out[at + np.uint64(c)] = min(max(acc[c] + bias[c], low), high)
 
 
-@serial(inline="always")
-def _depthwise_3x3_inside(x, w, b, top, left, dh, dw, acc):  # noqa: ANN001, ANN202
-    """The nine taps of a 3x3 window that lies inside the input, written out: the sum stays in a
-    register from the first tap to the last (a loop over taps would store and reload it)."""
-    y0, y1, y2 = top, top + dh, top + 2 * dh
-    x0, x1, x2 = left, left + dw, left + 2 * dw
-    for c in range(acc.size):
+@contract_serial(inline="always")
+def _depthwise_3x3_inside(x, w, bias, low, high, out, at, corner, row_step, column_step):  # noqa: ANN001, ANN202
+    """The nine taps of a 3x3 window that lies inside the input, written out, in (ky, kx) order from
+    zero: the sum stays in a register from the first tap to the last (a loop over taps would store
+    and reload it). x, w and out are flat; the window's corner is at `corner`, its output at `at`."""
+    channels = bias.size
+    r0 = corner
+    r1 = r0 + row_step
+    r2 = r1 + row_step
+    c1 = column_step
+    c2 = c1 + c1
+    k = np.uint64(channels)
+    for c in range(channels):
+        i = np.uint64(c)
         total = np.float32(0)
-        total += x[b, y0, x0, c] * w[0, 0, c]
-        total += x[b, y0, x1, c] * w[0, 1, c]
-        total += x[b, y0, x2, c] * w[0, 2, c]
-        total += x[b, y1, x0, c] * w[1, 0, c]
-        total += x[b, y1, x1, c] * w[1, 1, c]
-        total += x[b, y1, x2, c] * w[1, 2, c]
-        total += x[b, y2, x0, c] * w[2, 0, c]
-        total += x[b, y2, x1, c] * w[2, 1, c]
-        total += x[b, y2, x2, c] * w[2, 2, c]
-        acc[c] = total
+        total += x[r0 + i] * w[i]
+        total += x[r0 + c1 + i] * w[k + i]
+        total += x[r0 + c2 + i] * w[np.uint64(2) * k + i]
+        total += x[r1 + i] * w[np.uint64(3) * k + i]
+        total += x[r1 + c1 + i] * w[np.uint64(4) * k + i]
+        total += x[r1 + c2 + i] * w[np.uint64(5) * k + i]
+        total += x[r2 + i] * w[np.uint64(6) * k + i]
+        total += x[r2 + c1 + i] * w[np.uint64(7) * k + i]
+        total += x[r2 + c2 + i] * w[np.uint64(8) * k + i]
+        out[at + i] = min(max(total + bias[c], low), high)
 
 
 @serial(inline="always")

@@ -47,6 +47,12 @@ class MachineTiles:
     vector_floats: int  # float32 lanes per vector register
     wide: Tile
     narrow: Tile
+    # Float 3x3 depthwise layers of this many channels or more run kernels/fast/conv.py's loop nest
+    # (channels innermost, weights from memory) instead of the register kernel; None: never. On
+    # AVX2 (Zen 3, 2026-12-02) the loops took 0.73-0.93x the register kernel's time from 72
+    # channels up, and 2.4x on 16 (register kernel: 9 weight vectors of 16 ymm; loops: all channels
+    # of a pixel in a row). AVX-512's register kernel was measured, its loops not.
+    depthwise_loops_from: int | None = None
 
 
 @functools.cache
@@ -59,8 +65,8 @@ def machine_tiles() -> MachineTiles:
     features = binding.get_host_cpu_features()
     if features.get("avx512f"):  # 32 zmm of 16 floats; accumulators + weight vectors: 8 + 2, 8 + 1
         return MachineTiles("avx512", 16, Tile(4, 32), Tile(8, 16))
-    if features.get("avx2") and features.get("fma"):  # 16 ymm of 8 floats: 8 + 2, 8 + 1 (untested here)
-        return MachineTiles("avx2", 8, Tile(4, 16), Tile(8, 8))
+    if features.get("avx2") and features.get("fma"):  # 16 ymm of 8 floats: 8 + 2, 8 + 1
+        return MachineTiles("avx2", 8, Tile(4, 16), Tile(8, 8), depthwise_loops_from=64)
     if platform.machine().lower() in ("aarch64", "arm64"):  # 32 NEON of 4 floats: 16 + 4, 16 + 2 (untested here)
         return MachineTiles("neon", 4, Tile(4, 16), Tile(8, 8))
     return MachineTiles("generic", 4, Tile(4, 8), Tile(4, 4))
