@@ -83,18 +83,20 @@ def adaptive_threads(requested: int) -> int:
 
 
 LOOK_EVERY_S = 0.02  # a look at /proc costs ~85 us: at most one per 20 ms, not one per invoke
-_last_look = (float("-inf"), 0)  # (time.monotonic() of the last look, what it saw)
+_last_look = (float("-inf"), 0, 0)  # (time.monotonic() of the last look, what it saw, the load taken)
 
 
 def _recent_busy() -> int:
+    """The load other programs put on the cores: what two looks in a row, an interval apart, both
+    saw. The run queue counts a task for a moment as it wakes: on this 2-core VM, right after an
+    invoke, 6 looks in 100 saw one runnable task more than the machine had (a second look at once
+    saw it too), and each halved an invoke's threads; invokes a few ms apart ran 45% slower."""
     global _last_look
     now = time.monotonic()
     if now - _last_look[0] >= LOOK_EVERY_S:
-        busy = busy_elsewhere()
-        if busy:
-            busy = min(busy, busy_elsewhere())  # a second look: a kernel thread that ran for a moment is not load
-        _last_look = (now, busy)
-    return _last_look[1]
+        seen = busy_elsewhere()
+        _last_look = (now, seen, min(seen, _last_look[1]))
+    return _last_look[2]
 
 
 def thread_limits(backend: str, num_threads: int | None) -> AbstractContextManager[Any]:
