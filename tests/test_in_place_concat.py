@@ -51,7 +51,7 @@ def aspp_like(extra_reader: bool = False, concat_is_output: bool = False, axis: 
     pooled = b.add_op("AVERAGE_POOL_2D", [x], padding="VALID", stride_h=1, stride_w=1, filter_height=6, filter_width=9)
     size = b.add_constant("size", np.array([6, 9], np.int32))
     image = b.add_op("RESIZE_BILINEAR", [pooled, size], align_corners=True)
-    inputs = [pointwise, x, window, image] if axis == 3 else [x, x]
+    inputs = [pointwise, x, window, image] if axis == 3 else [pointwise, conv("other", 5, 1)]
     joined = b.add_op("CONCATENATION", inputs, axis=axis)
     head = b.add_constant("head_w", rng.standard_normal((3, 1, 1, b.shape(joined)[3])).astype(np.float32))
     y = b.add_op("CONV_2D", [joined, head, b.add_constant("head_b", np.zeros(3, np.float32))], padding="VALID")
@@ -115,6 +115,8 @@ def test_an_input_read_elsewhere_or_a_graph_input_is_copied() -> None:
 
 
 def test_no_aliases_without_the_arena_or_along_another_axis() -> None:
+    """Convolutions that would qualify along the channels are copied when the arena is off, on
+    the NumPy backend, and for a concatenation along the width."""
     builder, _ = aspp_like()
     assert not run(builder, IMAGE, experimental_preserve_all_tensors=True)[0]._runner.aliases
     it = Interpreter(model=builder.build(), backend="numpy")

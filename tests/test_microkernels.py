@@ -131,7 +131,7 @@ def test_depthwise_loops_match_the_specification_and_the_register_kernel(
     got = np.empty((2, p.window.out_h, p.window.out_w, channels), np.float32)
     fast._depthwise(x, w[0], b, 1, *fast.window_args(p.window), np.float32(0), np.float32(6), got)
     close(got, reference.depthwise_conv2d(p, x, w, b), 9)
-    if fast.uses_register_kernel(w.shape, channels):
+    if fast.fits_register_kernel(w.shape, channels):
         register = np.empty_like(got)
         kernel = getattr(gemm.generated(), f"depthwise3x3_{MACHINE.vector_floats}")
         kernel(x, w[0], b, np.float32(0), np.float32(6), register, *fast.window_args(p.window))

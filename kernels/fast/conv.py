@@ -98,7 +98,7 @@ def depthwise_conv2d(
     return out
 
 
-def uses_register_kernel(filter_shape: tuple[int, ...], in_channels: int) -> bool:
+def fits_register_kernel(filter_shape: tuple[int, ...], in_channels: int) -> bool:
     """Whether a depthwise filter [1, KH, KW, Cout] fits the register kernels (3x3, multiplier 1, at
     least a vector of channels)."""
     _, kh, kw, cout = filter_shape
@@ -109,7 +109,7 @@ def runs_register_kernel(filter_shape: tuple[int, ...], in_channels: int) -> boo
     """Whether a float depthwise convolution runs the register kernel rather than the loops: where
     it fits, and the layer is narrower than the machine's `depthwise_loops_from` (see tiles.py)."""
     wide = machine_tiles().depthwise_loops_from
-    return uses_register_kernel(filter_shape, in_channels) and (wide is None or filter_shape[3] < wide)
+    return fits_register_kernel(filter_shape, in_channels) and (wide is None or filter_shape[3] < wide)
 
 
 def is_pointwise(win: object) -> bool:

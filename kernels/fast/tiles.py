@@ -49,8 +49,8 @@ class MachineTiles:
     narrow: Tile
     # Float 3x3 depthwise layers of this many channels or more run kernels/fast/conv.py's loop nest
     # (channels innermost, weights from memory) instead of the register kernel; None: never. On
-    # AVX2 (Zen 3, 2026-12-02) the loops took 0.73-0.93x the register kernel's time from 72
-    # channels up, and 2.4x on 16 (register kernel: 9 weight vectors of 16 ymm; loops: all channels
+    # AVX2 (Zen 3, 2026-12-02) the loops took 0.67-0.98x the register kernel's time from 72
+    # channels up, and 1.64x on 16 (register kernel: 9 weight vectors of 16 ymm; loops: all channels
     # of a pixel in a row). AVX-512's register kernel was measured, its loops not.
     depthwise_loops_from: int | None = None
 

@@ -38,7 +38,7 @@ from numba import prange
 
 from npdeeplab.kernels.fast.buffers import output, output_rows
 from npdeeplab.kernels.fast.config import parallel, serial
-from npdeeplab.kernels.fast.conv import on_tiles, tap_offsets, uses_register_kernel, zero_padded
+from npdeeplab.kernels.fast.conv import fits_register_kernel, on_tiles, tap_offsets, zero_padded
 from npdeeplab.kernels.fast.gemm import direct_bias_clamp, direct_rescale, gemm_bias_clamp, gemm_rescale, generated
 from npdeeplab.kernels.fast.tiles import depthwise_lanes, machine_tiles, panel_width
 from npdeeplab.kernels.fixed_point import float64_rescaling_constants
@@ -64,7 +64,7 @@ def conv2d_quantized(
     fused = len(f.chunks) == 1 and q[0]  # the rescaling in the tiles' epilogue
     if fused:  # the tiles write rows, so `out` may be a concatenation's slice (see fast/conv.py)
         out, out_rows = output_rows(out, (n, win.out_h, win.out_w, cout), x.dtype)
-    else:
+    else:  # _requantize writes C-contiguous rows: for a slice, a fresh array the interpreter copies in
         out = output(out if out is None or out.flags.c_contiguous else None, (n, win.out_h, win.out_w, cout), x.dtype)
         out_rows = out.reshape(rows, cout)
     if rows == 0:
@@ -147,7 +147,7 @@ def on_register_kernel(p: QuantizedConvParams, x_shape: tuple[int, ...], w_shape
     """Whether a quantized depthwise convolution runs the register kernel: a 3x3 filter of at least
     a vector of channels, multiplier 1, and the float64 rescaling (its 9 taps' sums are always
     exact in float32: 9 * 255 * 255 is far below 2**24)."""
-    return uses_register_kernel(w_shape, x_shape[3]) and p.float64_exact
+    return fits_register_kernel(w_shape, x_shape[3]) and p.float64_exact
 
 
 def _work(role: str, shape: tuple[int, ...]) -> np.ndarray:
